@@ -1,0 +1,1 @@
+"""Recognition backends behind one small protocol (see base.py)."""

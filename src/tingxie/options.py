@@ -1,0 +1,106 @@
+"""Frozen option sets, validated once when built. Nothing downstream re-interprets them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import OptionError
+
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")
+TASKS = ("transcribe", "translate")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise OptionError(message)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model to load and how: an embedded name or a model directory."""
+
+    name: str = "whisper-base"
+    device: str = "auto"
+    compute_type: str = "default"
+    threads: int = 0  # 0: the CPUs this process may actually use
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "--model must not be empty")
+        _require(self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        _require(
+            self.compute_type in COMPUTE_TYPES,
+            f"--compute-type must be one of {', '.join(COMPUTE_TYPES)}, not {self.compute_type!r}",
+        )
+        _require(self.threads >= 0, f"--threads must be 0 (automatic) or positive, not {self.threads}")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How the recogniser searches for text (the subset that applies to every backend)."""
+
+    language: str | None = None  # None: detect
+    task: str = "transcribe"
+    beam_size: int = 1
+    temperature: float = 0.0
+    initial_prompt: str | None = None
+    timestamps: bool = True  # segment-level timestamps inside each window
+
+    def __post_init__(self) -> None:
+        _require(self.task in TASKS, f"--task must be one of {', '.join(TASKS)}, not {self.task!r}")
+        _require(1 <= self.beam_size <= 32, f"--beam-size must be between 1 and 32, not {self.beam_size}")
+        _require(0.0 <= self.temperature <= 1.0, f"--temperature must be between 0 and 1, not {self.temperature}")
+        _require(
+            self.language is None or (self.language.isalpha() and 2 <= len(self.language) <= 8),
+            f"--language must be a language code such as 'en' or 'zh', not {self.language!r}",
+        )
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Speech detection: thresholds and the shape of the segments it emits."""
+
+    threshold: float = 0.5
+    min_speech_s: float = 0.25
+    min_silence_s: float = 0.3
+    speech_pad_s: float = 0.2
+    max_segment_s: float = 30.0  # longer speech is split at its quietest point
+    merge_gap_s: float = 1.0  # neighbours closer than this may be merged ...
+    merge_max_s: float = 30.0  # ... while the merged span stays under this
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.threshold < 1.0, f"--vad-threshold must be between 0 and 1, not {self.threshold}")
+        _require(self.min_speech_s >= 0, "--vad-min-speech must not be negative")
+        _require(self.min_silence_s >= 0, "--vad-min-silence must not be negative")
+        _require(self.speech_pad_s >= 0, "--vad-pad must not be negative")
+        _require(1.0 <= self.max_segment_s <= 600.0, f"--max-segment must be between 1 and 600 s, not {self.max_segment_s}")
+        _require(self.merge_gap_s >= 0, "--merge-gap must not be negative")
+        _require(self.merge_max_s <= self.max_segment_s or self.merge_max_s == 0,
+                 "--merge-max must not exceed --max-segment")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How segments are grouped into batches.
+
+    batch_size_s None means 'auto' (budgeted planning); a number selects FunASR's semantics.
+    """
+
+    batch_size_s: float | None = None
+    batch_threshold_s: float | None = None
+    max_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size_s is None or self.batch_size_s > 0,
+                 f"--batch-size-s must be 'auto' or a positive number, not {self.batch_size_s}")
+        _require(self.batch_threshold_s is None or self.batch_threshold_s > 0,
+                 f"--batch-threshold-s must be positive, not {self.batch_threshold_s}")
+        _require(1 <= self.max_batch_size <= 1024, f"--max-batch-size must be between 1 and 1024, not {self.max_batch_size}")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    model: ModelOptions = field(default_factory=ModelOptions)
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    vad: VadOptions = field(default_factory=VadOptions)
+    batch: BatchOptions = field(default_factory=BatchOptions)

@@ -1,0 +1,101 @@
+"""Plain data passed between stages: speech spans, audio slices and recognised text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    """A stretch of speech found by the VAD, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, eq=False)
+class AudioSegment:
+    """One unit of recognition: the samples of a span, with its place in the file."""
+
+    index: int
+    start: float
+    end: float
+    samples: np.ndarray  # float32, 16 kHz mono
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class TextSegment:
+    """Recognised text with absolute times in seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What a backend returns for one AudioSegment: its index and the text pieces in it."""
+
+    index: int
+    pieces: tuple[TextSegment, ...]
+    language: str | None = None
+    tokens: tuple[int, ...] = ()
+
+
+@dataclass
+class RunStats:
+    """Figures of one run, reported in JSON output and by the benchmark."""
+
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+    batches: int = 0
+    segments: int = 0
+    oom_retries: int = 0
+
+    @property
+    def speed(self) -> float:
+        """Audio seconds per wall second (the speed multiplier)."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+@dataclass
+class Transcript:
+    """The full result for one input, in time order."""
+
+    source: str
+    model: str
+    language: str | None
+    segments: list[TextSegment] = field(default_factory=list)
+    stats: RunStats = field(default_factory=RunStats)
+
+    @property
+    def text(self) -> str:
+        return join_texts(s.text for s in self.segments)
+
+
+def join_texts(texts) -> str:
+    """Join segment texts; no space is added between CJK characters."""
+    out = ""
+    for piece in (t.strip() for t in texts):
+        if not piece:
+            continue
+        if out and not (_is_cjk(out[-1]) and _is_cjk(piece[0])):
+            out += " "
+        out += piece
+    return out
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return 0x3000 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
