@@ -41,7 +41,7 @@ class DecodeOptions:
 
     language: str | None = None  # None: detect
     task: str = "transcribe"
-    beam_size: int = 1
+    beam_size: int = 5  # faster-whisper's default; greedy (1) is faster but misreads Mandarin
     temperature: float = 0.0
     initial_prompt: str | None = None
     timestamps: bool = True  # segment-level timestamps inside each window
@@ -63,9 +63,9 @@ class VadOptions:
     threshold: float = 0.5
     min_speech_s: float = 0.25
     min_silence_s: float = 0.3
-    speech_pad_s: float = 0.2
+    speech_pad_s: float = 0.5  # Whisper reads short clips better with some context around them
     max_segment_s: float = 30.0  # longer speech is split at its quietest point
-    merge_gap_s: float = 1.0  # neighbours closer than this may be merged ...
+    merge_gap_s: float = 2.0  # neighbours closer than this may be merged ...
     merge_max_s: float = 30.0  # ... while the merged span stays under this
 
     def __post_init__(self) -> None:

@@ -1,0 +1,98 @@
+"""The `tingxie` command line. Parses options once into frozen dataclasses, then runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import OptionError, TingxieError
+from .models import DEFAULT_MODEL, EMBEDDED
+from .options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions, VadOptions
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tingxie", description="Long-audio speech transcription that fits in memory.")
+    parser.add_argument("--version", action="version", version=f"tingxie {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("transcribe", help="transcribe audio or video files")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files")
+    run.add_argument("-o", "--output-dir", default=".", help="where to write results (default: .)")
+    run.add_argument("-f", "--format", default="all", help="txt, srt, vtt, json, comma-separated, or all (default)")
+    run.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"{', '.join(EMBEDDED)}, or a model directory")
+    run.add_argument("--language", default=None, help="language code (default: detect per window)")
+    run.add_argument("--task", default="transcribe", help="transcribe or translate (to English)")
+    run.add_argument("--beam-size", type=int, default=DecodeOptions.beam_size)
+    run.add_argument("--no-timestamps", action="store_true", help="one text piece per speech window")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    run.add_argument("--compute-type", default="default", help="default (int8 on CPU, float16 on CUDA), int8, float16, ...")
+    run.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)")
+    run.add_argument("--batch-size-s", default="auto", help="'auto' or seconds of audio per batch (FunASR semantics)")
+    run.add_argument("--batch-threshold-s", type=float, default=None, help="a segment longer than this is batched alone")
+    run.add_argument("--max-batch-size", type=int, default=BatchOptions.max_batch_size)
+    run.add_argument("--vad-threshold", type=float, default=VadOptions.threshold)
+    run.add_argument("--max-segment", type=float, default=VadOptions.max_segment_s, help="longest speech segment, seconds")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    run.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+    commands.add_parser("models", help="list the embedded models")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
+    return TranscribeOptions(
+        model=ModelOptions(name=args.model, device=args.device, compute_type=args.compute_type, threads=args.threads),
+        decode=DecodeOptions(language=args.language, task=args.task, beam_size=args.beam_size,
+                             timestamps=not args.no_timestamps),
+        vad=VadOptions(threshold=args.vad_threshold, max_segment_s=args.max_segment,
+                       merge_max_s=min(VadOptions.merge_max_s, args.max_segment)),
+        batch=BatchOptions(batch_size_s=_parse_batch_size(args.batch_size_s),
+                           batch_threshold_s=args.batch_threshold_s, max_batch_size=args.max_batch_size),
+    )
+
+
+def _parse_batch_size(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"--batch-size-s must be 'auto' or a number of seconds, not {text!r}") from None
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    from .writers import FORMATS
+
+    if text == "all":
+        return FORMATS
+    formats = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise OptionError(f"--format takes {', '.join(FORMATS)} or all, not {text!r}")
+    return formats
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "debug", False) else logging.WARNING,
+                        format="tingxie: %(levelname)s: %(message)s")
+    if args.command == "models":
+        for name, description in EMBEDDED.items():
+            print(f"{name:18} {description}")
+        return 0
+    try:
+        options = options_from_args(args)
+        formats = parse_formats(args.format)
+    except OptionError as error:
+        print(f"tingxie: error: {error}", file=sys.stderr)
+        return 2
+    from .transcribe_command import transcribe_inputs
+
+    return transcribe_inputs(args.inputs, options, formats, Path(args.output_dir), quiet=args.quiet, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

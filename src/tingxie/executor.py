@@ -1,0 +1,66 @@
+"""Runs batches on a backend and reports back; never loses a segment to an out-of-memory error.
+
+When a batch does not fit, it is split in halves and each half retried, down to single
+segments; the largest size that failed lowers the ceiling for the rest of the run so the same
+mistake is not paid for again. Only a single segment that cannot run is fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .backends.base import Backend, BackendOutOfMemory
+from .errors import OutOfMemoryError
+from .segments import AudioSegment, SegmentResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Executor:
+    backend: Backend
+    ceiling: int | None = None  # most items per batch since the last out-of-memory error
+    oom_retries: int = 0
+    batches_run: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def run(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+        """Transcribe a batch, splitting as needed; results are in the batch's order."""
+        if not batch:
+            return []
+        if self.ceiling is not None and len(batch) > self.ceiling:
+            results: list[SegmentResult] = []
+            for start in range(0, len(batch), self.ceiling):
+                results += self.run(batch[start : start + self.ceiling])
+            return results
+        try:
+            results = self.backend.transcribe_batch(batch)
+        except BackendOutOfMemory as error:
+            return self._split_after_oom(batch, error)
+        self._check(batch, results)
+        self.batches_run += 1
+        self.batch_sizes.append(len(batch))
+        return results
+
+    def _split_after_oom(self, batch: Sequence[AudioSegment], error: BackendOutOfMemory) -> list[SegmentResult]:
+        if len(batch) == 1:
+            item = batch[0]
+            raise OutOfMemoryError(
+                f"out of memory on a single {item.duration:.1f} s segment at {item.start:.1f} s: "
+                f"no smaller batch exists ({error})"
+            ) from error
+        self.oom_retries += 1
+        half = len(batch) // 2
+        self.ceiling = half if self.ceiling is None else min(self.ceiling, half)
+        log.warning("out of memory on a batch of %d; retrying as %d + %d, ceiling now %d",
+                    len(batch), half, len(batch) - half, self.ceiling)
+        return self.run(batch[:half]) + self.run(batch[half:])
+
+    @staticmethod
+    def _check(batch: Sequence[AudioSegment], results: list[SegmentResult]) -> None:
+        expected = [item.index for item in batch]
+        got = [result.index for result in results]
+        if got != expected:
+            raise RuntimeError(f"backend returned results for {got}, expected {expected}")

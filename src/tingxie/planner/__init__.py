@@ -1,0 +1,26 @@
+"""Grouping segments into batches. Pure Python: no numpy, torch or backend imports, so plans can
+be made, tested and printed without any model installed.
+
+Two modes: plan_funasr reproduces FunASR's `batch_size_s` grouping; plan_budgeted (the default)
+sizes batches to a memory budget with a fitted MemoryModel.
+"""
+
+from .budgeted import DEFAULT_MAX_PADDING_WASTE, plan_budgeted
+from .funasr_compat import FUNASR_DEFAULT_THRESHOLD_S, plan_funasr
+from .memory_model import MemoryModel, ProfileSample, fit_memory_model, format_bytes, min_budget
+from .plan import Batch, Plan, PlanItem
+
+__all__ = [
+    "DEFAULT_MAX_PADDING_WASTE",
+    "FUNASR_DEFAULT_THRESHOLD_S",
+    "Batch",
+    "MemoryModel",
+    "Plan",
+    "PlanItem",
+    "ProfileSample",
+    "fit_memory_model",
+    "format_bytes",
+    "min_budget",
+    "plan_budgeted",
+    "plan_funasr",
+]

@@ -1,0 +1,57 @@
+"""What this process may use and has used: CPUs, resident memory."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from pathlib import Path
+
+
+def usable_cpus() -> int:
+    """CPUs this process may actually run on: affinity mask, capped by a cgroup CPU quota.
+
+    os.cpu_count() reports the host's CPUs, which over-subscribes threads in containers
+    (FunASR's default of 4 threads on 2 cores ran 12x slower here).
+    """
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, int(quota + 0.5)))
+    return max(1, count)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    cgroup_v2 = Path("/sys/fs/cgroup/cpu.max")
+    try:
+        quota, period = cgroup_v2.read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def peak_rss_bytes() -> int:
+    """High-water mark of this process's resident memory."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss

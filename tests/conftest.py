@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_cache(tmp_path_factory):
+    # Tests assemble the embedded model in their own cache, never the user's.
+    os.environ.setdefault("TINGXIE_CACHE_DIR", str(tmp_path_factory.mktemp("tingxie-cache")))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_transcriber():
+    from tingxie.options import ModelOptions, TranscribeOptions
+    from tingxie.pipeline import Transcriber
+
+    return Transcriber(TranscribeOptions(model=ModelOptions(name="whisper-tiny.en")))
+
+
+@pytest.fixture(scope="session")
+def base_transcriber():
+    from tingxie.pipeline import Transcriber
+
+    return Transcriber()  # the default: embedded whisper-base

@@ -1,0 +1,134 @@
+"""`tingxie transcribe` as a user runs it: outputs, several inputs, and every kind of bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import srt
+import webvtt
+
+from tingxie.cli import main
+from tingxie.evaluation import normalize_english
+
+TINY = ["-m", "whisper-tiny.en", "-q"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tingxie.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def jfk_outputs(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("out")
+    result = run_cli("transcribe", str(data_dir / "jfk.flac"), "-o", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_all_four_formats_are_written_and_parse(jfk_outputs, data_dir):
+    out, result = jfk_outputs
+    reference = normalize_english((data_dir / "jfk.txt").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["jfk.json", "jfk.srt", "jfk.txt", "jfk.vtt"]
+    assert normalize_english(result.stdout) == reference
+
+    cues = list(srt.parse((out / "jfk.srt").read_text()))
+    assert cues and normalize_english(" ".join(c.content for c in cues)) == reference
+    assert all(c.start < c.end for c in cues) and cues[-1].end.total_seconds() <= 11.1
+
+    vtt_cues = webvtt.read(str(out / "jfk.vtt"))
+    assert normalize_english(" ".join(c.text for c in vtt_cues)) == reference
+
+    document = json.loads((out / "jfk.json").read_text())
+    assert document["model"] == "whisper-tiny.en" and document["language"] == "en"
+    assert normalize_english(document["text"]) == reference
+    assert [(s["start"], s["end"]) for s in document["segments"]] == [
+        (round(c.start.total_seconds(), 3), round(c.end.total_seconds(), 3)) for c in cues]
+    stats = document["stats"]
+    assert stats["audio_duration_s"] == pytest.approx(11.0, abs=0.1)
+    assert stats["speed"] == pytest.approx(stats["audio_duration_s"] / stats["wall_time_s"], rel=0.01)
+    assert stats["peak_rss_bytes"] > 50 * 2**20 and stats["batches"] >= 1 and stats["oom_retries"] == 0
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tingxie: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def _bad_inputs(data_dir, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp3"
+    text.write_text("this is not audio\n" * 50)
+    truncated = tmp_path / "cut.flac"
+    whole = (data_dir / "jfk.flac").read_bytes()
+    truncated.write_bytes(whole[: len(whole) * 2 // 5])
+    corrupt = tmp_path / "noise.flac"
+    corrupt.write_bytes(whole[:8192] + bytes(range(256)) * 400)
+    return {
+        "missing": (tmp_path / "missing.wav", "no such file"),
+        "empty": (empty, "empty"),
+        "not audio": (text, "not an audio file"),
+        "truncated": (truncated, "truncated"),
+        "corrupt": (corrupt, ""),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "not audio", "truncated", "corrupt"])
+def test_bad_input_gets_one_line_error_and_no_output(case, data_dir, tmp_path):
+    path, reason = _bad_inputs(data_dir, tmp_path)[case]
+    out = tmp_path / "out"
+    result = run_cli("transcribe", str(path), "-o", str(out), *TINY)
+    _assert_one_line_error(result, path.name, reason)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_one_bad_input_does_not_stop_the_others(data_dir, tmp_path, capsys):
+    bad = _bad_inputs(data_dir, tmp_path)
+    out = tmp_path / "out"
+    good = tmp_path / "good.flac"
+    shutil.copyfile(data_dir / "jfk.flac", good)
+    inputs = [str(bad["missing"][0]), str(good), str(bad["truncated"][0])]
+    code = main(["transcribe", *inputs, "-o", str(out), "-f", "txt,json", *TINY])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["good.json", "good.txt"]
+    assert captured.err.count("tingxie: error:") == 2
+    assert "missing.wav" in captured.err and "cut.flac" in captured.err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--beam-size", "0"], "--beam-size"),
+    (["--format", "docx"], "--format"),
+    (["--batch-size-s", "lots"], "--batch-size-s"),
+    (["--device", "tpu"], "--device"),
+    (["--language", "english!"], "--language"),
+    (["--model", "no-such-model"], "no-such-model"),
+    (["--compute-type", "int4"], "--compute-type"),
+])
+def test_a_wrong_option_value_is_a_clear_error(args, fragment, data_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("transcribe", str(data_dir / "jfk.flac"), "-o", str(out), "-q", *args)
+    _assert_one_line_error(result, fragment)
+    assert not out.exists()
+
+
+def test_an_existing_output_survives_a_failed_run(data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cut.txt").write_text("earlier result\n")
+    truncated = _bad_inputs(data_dir, tmp_path)["truncated"][0]
+    result = run_cli("transcribe", str(truncated), "-o", str(out), *TINY)
+    assert result.returncode != 0
+    assert (out / "cut.txt").read_text() == "earlier result\n"
+
+
+def test_models_lists_the_embedded_models():
+    result = run_cli("models")
+    assert result.returncode == 0
+    assert "whisper-base" in result.stdout and "whisper-tiny.en" in result.stdout

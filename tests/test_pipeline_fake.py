@@ -1,0 +1,62 @@
+"""The pipeline and executor around a fake backend: ordering, batching, and OOM recovery."""
+
+import numpy as np
+import pytest
+
+from tingxie.backends.fake import FakeBackend, describe_segment
+from tingxie.errors import OutOfMemoryError
+from tingxie.executor import Executor
+from tingxie.options import BatchOptions, TranscribeOptions
+from tingxie.pipeline import Transcriber
+from tingxie.segments import AudioSegment
+from tingxie.shapes import InputShape, ShapeRule
+
+
+def segments(durations):
+    out, start = [], 0.0
+    for index, duration in enumerate(durations):
+        out.append(AudioSegment(index, start, start + duration, np.zeros(int(duration * 16000), np.float32)))
+        start += duration + 1.0
+    return out
+
+
+def test_executor_splits_a_batch_that_runs_out_of_memory_and_keeps_every_segment():
+    backend = FakeBackend(shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0), oom_above_cost_s=60.0)
+    executor = Executor(backend)
+    batch = segments([5.0] * 8)
+    results = executor.run(batch)
+    assert [r.index for r in results] == list(range(8))
+    assert [r.pieces[0].text for r in results] == [describe_segment(s) for s in batch]
+    assert all(len(b) <= 2 for b in backend.batches)
+    assert sorted(i for b in backend.batches for i in b) == list(range(8))
+    assert executor.oom_retries == 2  # 8 -> 4 + 4, 4 -> 2 + 2; the ceiling then pre-splits
+    assert executor.ceiling == 2
+
+
+def test_the_lowered_ceiling_applies_to_later_batches():
+    backend = FakeBackend(shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0), oom_above_cost_s=120.0)
+    executor = Executor(backend)
+    all_segments = segments([3.0] * 16)
+    executor.run(all_segments[:8])
+    retries = executor.oom_retries
+    executor.run(all_segments[8:])
+    assert executor.oom_retries == retries  # no new failure: the second batch was pre-split
+    assert max(len(b) for b in backend.batches) == 4
+
+
+def test_a_single_segment_that_does_not_fit_is_a_clear_error():
+    backend = FakeBackend(oom_above_cost_s=10.0)
+    with pytest.raises(OutOfMemoryError, match="single 12.0 s segment"):
+        Executor(backend).run(segments([12.0]))
+
+
+
+def test_pipeline_with_fake_backend_returns_segments_in_time_order(data_dir):
+    backend = FakeBackend(shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0))
+    options = TranscribeOptions(batch=BatchOptions(max_batch_size=2))
+    transcript = Transcriber(options, backend=backend).transcribe(str(data_dir / "jfk.flac"))
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts) and transcript.segments
+    assert all(len(b) <= 2 for b in backend.batches)
+    assert transcript.stats.segments == len(transcript.segments)
+    assert transcript.model == "fake"
