@@ -60,3 +60,21 @@ def test_pipeline_with_fake_backend_returns_segments_in_time_order(data_dir):
     assert all(len(b) <= 2 for b in backend.batches)
     assert transcript.stats.segments == len(transcript.segments)
     assert transcript.model == "fake"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(durations=st.lists(st.floats(0.5, 30.0), min_size=1, max_size=40),
+       batch_size=st.integers(1, 16), oom_items=st.integers(1, 16))
+def test_no_segment_is_ever_dropped_or_duplicated_whatever_fails(durations, batch_size, oom_items):
+    backend = FakeBackend(shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0), oom_above_cost_s=30.0 * oom_items)
+    executor = Executor(backend)
+    all_segments = segments(durations)
+    results = []
+    for start in range(0, len(all_segments), batch_size):
+        results += executor.run(all_segments[start:start + batch_size])
+    assert [r.index for r in results] == list(range(len(durations)))
+    assert sorted(i for b in backend.batches for i in b) == list(range(len(durations)))
+    assert max(len(b) for b in backend.batches) <= oom_items

@@ -1,17 +1,35 @@
-"""Choose the batches for a list of segments (the bridge from the pipeline to the planner)."""
+"""Choose the batches for a list of segments: the bridge from the pipeline to the planner.
+
+With a number for batch_size_s, FunASR's grouping; otherwise ('auto') batches sized to the
+memory budget by the profiled memory model. Without a model (a backend that was not profiled)
+every batch costs nothing and only max_batch_size bounds it.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from .options import BatchOptions
+from .planner import MemoryModel, Plan, PlanItem, plan_budgeted, plan_funasr
 from .segments import AudioSegment
 from .shapes import InputShape
 
+UNMEASURED = MemoryModel(fixed=0.0, per_item_s=0.0, per_item_s2=0.0)
 
-def plan_for(segments: Sequence[AudioSegment], shape: InputShape, options: BatchOptions) -> Iterator[tuple[int, ...]]:
-    """Yield batches as tuples of segment indices, in time order of their first item."""
-    ids = [s.index for s in segments]
-    size = options.max_batch_size
-    for start in range(0, len(ids), size):
-        yield tuple(ids[start : start + size])
+
+def plan_for(
+    segments: Sequence[AudioSegment],
+    shape: InputShape,
+    options: BatchOptions,
+    *,
+    memory_model: MemoryModel | None = None,
+    working_budget_bytes: int | None = None,
+    ceiling: int | None = None,
+) -> Plan:
+    items = [PlanItem(s.index, s.duration) for s in segments]
+    if options.batch_size_s is not None:
+        return plan_funasr(items, options.batch_size_s, options.batch_threshold_s, shape)
+    max_batch = min(options.max_batch_size, ceiling or options.max_batch_size)
+    if memory_model is None or working_budget_bytes is None:
+        return plan_budgeted(items, shape, UNMEASURED, 1, max_batch)
+    return plan_budgeted(items, shape, memory_model, working_budget_bytes, max_batch)

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size-s", default="auto", help="'auto' or seconds of audio per batch (FunASR semantics)")
     run.add_argument("--batch-threshold-s", type=float, default=None, help="a segment longer than this is batched alone")
     run.add_argument("--max-batch-size", type=int, default=BatchOptions.max_batch_size)
+    run.add_argument("--memory-budget", default=None,
+                     help="total memory to stay under: 6GiB, 800MB, 50%% or 0.5 of free (default: 70%% of free)")
     run.add_argument("--vad-threshold", type=float, default=VadOptions.threshold)
     run.add_argument("--max-segment", type=float, default=VadOptions.max_segment_s, help="longest speech segment, seconds")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -50,7 +52,8 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
         vad=VadOptions(threshold=args.vad_threshold, max_segment_s=args.max_segment,
                        merge_max_s=min(VadOptions.merge_max_s, args.max_segment)),
         batch=BatchOptions(batch_size_s=_parse_batch_size(args.batch_size_s),
-                           batch_threshold_s=args.batch_threshold_s, max_batch_size=args.max_batch_size),
+                           batch_threshold_s=args.batch_threshold_s, max_batch_size=args.max_batch_size,
+                           memory_budget=args.memory_budget),
     )
 
 

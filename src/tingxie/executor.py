@@ -52,7 +52,7 @@ class Executor:
                 f"no smaller batch exists ({error})"
             ) from error
         self.oom_retries += 1
-        half = len(batch) // 2
+        half = (len(batch) + 1) // 2  # 3 fails -> 2 + 1: the larger half is the new ceiling
         self.ceiling = half if self.ceiling is None else min(self.ceiling, half)
         log.warning("out of memory on a batch of %d; retrying as %d + %d, ceiling now %d",
                     len(batch), half, len(batch) - half, self.ceiling)

@@ -89,8 +89,13 @@ class BatchOptions:
     batch_size_s: float | None = None
     batch_threshold_s: float | None = None
     max_batch_size: int = 16
+    memory_budget: str | None = None  # '6GiB', '800MB', '50%', '0.5'; None: a safe share of free memory
 
     def __post_init__(self) -> None:
+        if self.memory_budget is not None:
+            from .sizes import parse_memory_budget
+
+            parse_memory_budget(self.memory_budget, free_bytes=1 << 40)  # the syntax; the size is checked at run time
         _require(self.batch_size_s is None or self.batch_size_s > 0,
                  f"--batch-size-s must be 'auto' or a positive number, not {self.batch_size_s}")
         _require(self.batch_threshold_s is None or self.batch_threshold_s > 0,

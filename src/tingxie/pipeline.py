@@ -17,6 +17,7 @@ from .backends.base import Backend
 from .backends.registry import load_backend
 from .batching import plan_for
 from .executor import Executor
+from .memory_planning import MemoryPlanner
 from .options import TranscribeOptions
 from .resources import peak_rss_bytes
 from .segments import AudioSegment, RunStats, SpeechSpan, Transcript
@@ -26,9 +27,14 @@ ProgressCallback = Callable[[float, float], None]  # (audio seconds done, audio 
 
 
 class Transcriber:
-    def __init__(self, options: TranscribeOptions | None = None, backend: Backend | None = None):
+    def __init__(self, options: TranscribeOptions | None = None, backend: Backend | None = None,
+                 memory: MemoryPlanner | None = None):
         self.options = options or TranscribeOptions()
         self.backend = backend if backend is not None else load_backend(self.options.model, self.options.decode)
+        # Budgeted batching needs the backend's measured memory model; FunASR mode does not.
+        if memory is None and self.options.batch.batch_size_s is None and backend is None:
+            memory = MemoryPlanner.profiled(self.backend, self.options)
+        self.memory = memory
         # Segments must fit the model's input; for Whisper that is also the merge window.
         limit = min(self.options.vad.max_segment_s, self.backend.shape.max_item_s)
         self.vad_options = dataclasses.replace(
@@ -45,8 +51,11 @@ class Transcriber:
         results = {}
         done_s = 0.0
         by_index = {segment.index: segment for segment in segments}
-        for batch_ids in plan_for(segments, self.backend.shape, self.options.batch):
-            batch = [by_index[i] for i in batch_ids]
+        plan = plan_for(segments, self.backend.shape, self.options.batch,
+                        memory_model=self.memory.model if self.memory else None,
+                        working_budget_bytes=self.memory.working_budget() if self.memory else None)
+        for planned in plan.batches:
+            batch = [by_index[i] for i in planned.item_ids]
             for result in executor.run(batch):
                 results[result.index] = result
             done_s += sum(item.duration for item in batch)

@@ -64,12 +64,13 @@ class WhisperBackend:
 
     def __init__(self, model_dir: Path, name: str, model: ModelOptions, decode: DecodeOptions):
         self.name = name
+        self.model_path = model_dir
         self.device = resolve_device(model.device)
         self.compute_type = resolve_compute_type(model.compute_type, self.device)
-        threads = model.threads or usable_cpus()
+        self.threads = model.threads or usable_cpus()
         self._model = ctranslate2.models.Whisper(
             str(model_dir), device=self.device, compute_type=self.compute_type,
-            intra_threads=threads, inter_threads=1,
+            intra_threads=self.threads, inter_threads=1,
         )
         self._decode = decode
         self.multilingual = self._model.is_multilingual

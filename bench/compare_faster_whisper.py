@@ -1,0 +1,116 @@
+"""Compare tingxie with faster-whisper (sequential and batched) on one long English file.
+
+    .venv/bin/python bench/compare_faster_whisper.py --runs 3
+
+Every run is a fresh child process (peak RSS via wait4); runs are interleaved round-robin.
+Writes OUT.json and OUT.md and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from tingxie.benchmark.cases import CaseSpec
+from tingxie.benchmark.report import markdown_table, to_json
+from tingxie.benchmark.runner import run_cases
+from tingxie.resources import usable_cpus
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_AUDIO = ROOT.parent / "shared" / "audio" / "long" / "real_en_long.flac"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
+    parser.add_argument("--reference", type=Path, help="text, one line per piece (default: the audio's .txt)")
+    parser.add_argument("--model", default="whisper-tiny.en", help="embedded name or CTranslate2 model directory")
+    parser.add_argument("--compute-type", default="int8")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8], help="fw-batched batch sizes")
+    parser.add_argument("--baselines", nargs="+", default=["fw-sequential", "fw-batched-4"])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compare_faster_whisper",
+                        help="path stem: writes STEM.json and STEM.md")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run before it is killed")
+    parser.add_argument("--no-prepare", action="store_true", help="skip the unmeasured first load of each case")
+    return parser.parse_args(argv)
+
+
+def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
+    common = {"audio": str(args.audio), "model": args.model, "compute_type": args.compute_type}
+    cases = [CaseSpec("fw-sequential", "fw-sequential", **common)]
+    cases += [CaseSpec(f"fw-batched-{n}", "fw-batched", batch_size=n, **common) for n in args.batch_sizes]
+    cases.append(CaseSpec("tingxie", "tingxie", **common))  # defaults: beam 5, max batch 16
+    cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", beam_size=1, **common))
+    return cases
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")), "?")
+    versions = {}
+    for package in ("faster-whisper", "ctranslate2", "onnxruntime", "tingxie"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "nproc": os.cpu_count(), "usable_cpus": usable_cpus(), "cpu": cpu,
+        "python": platform.python_version(), "versions": versions,
+    }
+
+
+def source_state() -> dict:
+    """The commit measured, and the files that differed from it (others may be editing)."""
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": (git("status", "--porcelain") or "").splitlines()}
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    reference_path = args.reference or args.audio.with_suffix(".txt")
+    reference = " ".join(line.strip() for line in reference_path.read_text(encoding="utf-8").splitlines())
+    cases = build_cases(args)
+
+    def progress(round_, spec, run):
+        print(f"run {round_}/{args.runs} {spec.name}: {run.wall_s:.1f} s, load {run.load_s:.1f} s, "
+              f"peak {run.peak_rss_bytes / 2**20:.0f} MiB, WER {100 * run.wer:.2f}%", file=sys.stderr, flush=True)
+
+    started = datetime.datetime.now().astimezone()
+    load_before = os.getloadavg()
+    results = run_cases(cases, args.runs, reference=reference, on_run=progress, timeout_s=args.timeout,
+                        prepare=not args.no_prepare)
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": started.isoformat(timespec="seconds"),
+        "audio": str(args.audio), "reference": str(reference_path),
+        "model": args.model, "compute_type": args.compute_type, "runs": args.runs,
+        "machine": machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "source": source_state(),
+    }
+    table = markdown_table(results, args.baselines)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(to_json(results, args.baselines, meta), indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Benchmark harness: run measured transcription cases in fresh child processes and report them.
+
+cases   what a case is (CaseSpec) and how each kind loads and transcribes
+case    the child process entry point: `python -m tingxie.benchmark.case SPEC_JSON RESULT_PATH`
+runner  start the child, time it, read its peak RSS from outside (wait4), score it
+report  Markdown table and JSON of the results
+stages  an in-process time split of one tingxie run (decode, VAD, features, encode, generate)
+"""

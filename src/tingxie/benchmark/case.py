@@ -1,0 +1,55 @@
+"""Child process entry point: load one case, transcribe once, write the figures as JSON.
+
+    python -m tingxie.benchmark.case SPEC_JSON RESULT_PATH [--prepare]
+
+--prepare loads the case and stops: it fills whatever the first use of a case fills once
+(tingxie's on-disk memory profile, the OS page cache of the model) outside the measured runs.
+Wall time covers the transcription only; model load is timed apart. The result goes to a file,
+not stdout, so whatever the libraries print cannot corrupt it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+
+from .cases import CaseOutput, CaseSpec, load
+
+
+def _vm_hwm_bytes() -> int | None:
+    """This process's own resident high-water mark since exec (a cross-check of wait4's figure)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def main(argv: list[str]) -> int:
+    prepare = argv[2:] == ["--prepare"]
+    if len(argv) != 2 and not prepare:
+        print("usage: python -m tingxie.benchmark.case SPEC_JSON RESULT_PATH [--prepare]", file=sys.stderr)
+        return 2
+    spec = CaseSpec.from_json(argv[0])
+    started = time.perf_counter()
+    run = load(spec)
+    loaded = time.perf_counter()
+    output = CaseOutput("", 0.0) if prepare else run()
+    finished = time.perf_counter()
+    record = dataclasses.asdict(output) | {
+        "load_s": loaded - started,
+        "wall_s": finished - loaded,
+        "self_hwm_bytes": _vm_hwm_bytes(),
+    }
+    with open(argv[1], "w", encoding="utf-8") as out:
+        json.dump(record, out, ensure_ascii=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

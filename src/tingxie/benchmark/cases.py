@@ -1,0 +1,109 @@
+"""The kinds of benchmark case, and how each one loads its model and transcribes once.
+
+The parent only builds CaseSpecs (plain data, JSON round-trip); the heavy imports happen in
+load(), which runs in the child process, so the parent stays small and never warms a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+KINDS = ("tingxie", "fw-sequential", "fw-batched")
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    name: str  # the row label, unique within a benchmark
+    kind: str  # one of KINDS
+    audio: str
+    model: str = "whisper-tiny.en"  # an embedded name or a CTranslate2 model directory
+    compute_type: str = "int8"
+    beam_size: int = 5
+    batch_size: int = 16  # fw-batched: batch_size; tingxie: BatchOptions.max_batch_size
+    threads: int = 0  # 0: tingxie.resources.usable_cpus()
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown case kind {self.kind!r}; use one of {', '.join(KINDS)}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> CaseSpec:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class CaseOutput:
+    """What one transcription produced; extra holds kind-specific figures (batches, segments)."""
+
+    text: str
+    audio_s: float
+    extra: dict = field(default_factory=dict)
+
+
+Run = Callable[[], CaseOutput]
+
+
+def load(spec: CaseSpec) -> Run:
+    """Load the model (and VAD) for spec; return a function that transcribes spec.audio once."""
+    return _tingxie(spec) if spec.kind == "tingxie" else _faster_whisper(spec)
+
+
+def _threads(spec: CaseSpec) -> int:
+    from ..resources import usable_cpus
+
+    return spec.threads or usable_cpus()
+
+
+def _tingxie(spec: CaseSpec) -> Run:
+    from ..options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
+    from ..pipeline import Transcriber
+    from ..vad import SpeechProbabilities
+
+    options = TranscribeOptions(
+        model=ModelOptions(name=spec.model, device="cpu", compute_type=spec.compute_type, threads=_threads(spec)),
+        decode=DecodeOptions(beam_size=spec.beam_size),
+        batch=BatchOptions(max_batch_size=spec.batch_size),
+    )
+    transcriber = Transcriber(options)
+    SpeechProbabilities()  # build the (cached) VAD session now: a load cost, not a run cost
+
+    def run() -> CaseOutput:
+        transcript = transcriber.transcribe(spec.audio)
+        stats = transcript.stats
+        return CaseOutput(transcript.text, stats.audio_seconds, {"batches": stats.batches, "segments": stats.segments})
+
+    return run
+
+
+def _faster_whisper(spec: CaseSpec) -> Run:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from faster_whisper.vad import get_vad_model
+
+    from ..models import resolve_model
+
+    model = WhisperModel(
+        str(resolve_model(spec.model).path), device="cpu", compute_type=spec.compute_type, cpu_threads=_threads(spec)
+    )
+    get_vad_model()  # cached by faster-whisper; built here so the run does not pay for it
+    if spec.kind == "fw-batched":
+        pipeline = BatchedInferencePipeline(model)  # VAD on by default
+
+        def transcribe():
+            return pipeline.transcribe(spec.audio, batch_size=spec.batch_size, beam_size=spec.beam_size)
+    else:
+
+        def transcribe():
+            return model.transcribe(spec.audio, vad_filter=True, beam_size=spec.beam_size)
+
+    def run() -> CaseOutput:
+        segments, info = transcribe()
+        texts = [segment.text.strip() for segment in segments]  # the generator does the work
+        return CaseOutput(" ".join(t for t in texts if t), info.duration, {"segments": len(texts)})
+
+    return run

@@ -1,0 +1,70 @@
+"""Out-of-memory recovery on the real Whisper backend, with the failure injected in CTranslate2's call."""
+
+import numpy as np
+
+from tingxie.backends.whisper import WhisperBackend
+from tingxie.executor import Executor
+from tingxie.segments import AudioSegment
+
+
+class FailingModel:
+    """Wraps the loaded CTranslate2 model; encode() fails as CUDA does above a batch size."""
+
+    def __init__(self, model, max_batch: int):
+        self._model = model
+        self.max_batch = max_batch
+        self.failures = 0
+
+    def encode(self, features, *args, **kwargs):
+        if features.shape[0] > self.max_batch:
+            self.failures += 1
+            raise RuntimeError("CUDA failed with error out of memory")
+        return self._model.encode(features, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_real_backend_recovers_from_injected_oom_with_the_same_text(data_dir, tiny_transcriber):
+    backend: WhisperBackend = tiny_transcriber.backend
+    from tingxie.audio import decode_audio
+
+    audio = decode_audio(str(data_dir / "jfk.flac"))
+    windows = [AudioSegment(i, 11.0 * i, 11.0 * (i + 1), audio) for i in range(6)]
+    expected = backend.transcribe_batch(windows[:1])[0].pieces
+
+    original = backend._model
+    failing = FailingModel(original, max_batch=2)
+    backend._model = failing
+    try:
+        executor = Executor(backend)
+        results = executor.run(windows)
+    finally:
+        backend._model = original
+
+    assert [r.index for r in results] == list(range(6))  # none lost, none doubled, in order
+    # 6 fails -> 3 + 3; 3 fails -> 2 + 1; the second 3 is pre-split under the ceiling of 2.
+    assert failing.failures == executor.oom_retries == 2
+    assert executor.ceiling == 2
+    assert executor.batch_sizes == [2, 1, 2, 1]
+    for result, window in zip(results, windows):
+        assert [p.text for p in result.pieces] == [p.text for p in expected]
+        assert result.pieces[0].start >= window.start
+
+
+def test_unrelated_runtime_errors_are_not_taken_for_oom(tiny_transcriber):
+    backend = tiny_transcriber.backend
+
+    class Broken:
+        def __getattr__(self, name):
+            raise RuntimeError("some other failure")
+
+    original = backend._model
+    backend._model = Broken()
+    try:
+        import pytest
+
+        with pytest.raises(RuntimeError, match="some other failure"):
+            backend.transcribe_batch([AudioSegment(0, 0.0, 1.0, np.zeros(16000, np.float32))])
+    finally:
+        backend._model = original
