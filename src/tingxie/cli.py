@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("transcribe", help="transcribe audio or video files")
-    run.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, or - for standard input")
     run.add_argument("-o", "--output-dir", default=".", help="where to write results (default: .)")
     run.add_argument("-f", "--format", default="all", help="txt, srt, vtt, json, comma-separated, or all (default)")
     run.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"{', '.join(EMBEDDED)}, or a model directory")
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="total memory to stay under: 6GiB, 800MB, 50%% or 0.5 of free (default: 70%% of free)")
     run.add_argument("--vad-threshold", type=float, default=VadOptions.threshold)
     run.add_argument("--max-segment", type=float, default=VadOptions.max_segment_s, help="longest speech segment, seconds")
+    run.add_argument("--restart", action="store_true", help="ignore the checkpoint of an interrupted run")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     run.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .transcribe_command import transcribe_inputs
 
-    return transcribe_inputs(args.inputs, options, formats, Path(args.output_dir), quiet=args.quiet, debug=args.debug)
+    return transcribe_inputs(args.inputs, options, formats, Path(args.output_dir), quiet=args.quiet, debug=args.debug,
+                             restart=args.restart)
 
 
 if __name__ == "__main__":

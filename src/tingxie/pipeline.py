@@ -1,6 +1,7 @@
-"""One transcription, end to end: decode -> VAD -> plan batches -> execute -> transcript.
+"""One transcription, end to end: decode -> VAD -> segments -> windows of batches -> transcript.
 
-The Transcriber loads its backend and VAD once and can be reused for many inputs.
+The Transcriber loads its backend (and profiles its memory) once and serves many inputs. Audio
+streams through (see streaming.py), so memory does not grow with the length of the input.
 """
 
 from __future__ import annotations
@@ -9,21 +10,19 @@ import dataclasses
 import time
 from typing import Callable
 
-import numpy as np
-
-from . import SAMPLE_RATE
-from .audio import decode_audio
+from .audio import decode_chunks, probe_duration
 from .backends.base import Backend
 from .backends.registry import load_backend
-from .batching import plan_for
 from .executor import Executor
 from .memory_planning import MemoryPlanner
 from .options import TranscribeOptions
 from .resources import peak_rss_bytes
-from .segments import AudioSegment, RunStats, SpeechSpan, Transcript
-from .vad import detect_speech
+from .segments import RunStats, SegmentResult, Transcript
+from .streaming import StreamState, WindowDone, run_windows, speech_segments
+from .vad import SpeechDetector
 
-ProgressCallback = Callable[[float, float], None]  # (audio seconds done, audio seconds total)
+ProgressCallback = Callable[[float, "float | None"], None]  # (audio seconds done, total or None)
+CHUNK_S = 30.0
 
 
 class Transcriber:
@@ -41,52 +40,49 @@ class Transcriber:
             self.options.vad, max_segment_s=limit, merge_max_s=min(self.options.vad.merge_max_s, limit)
         )
 
-    def transcribe(self, source, *, progress: ProgressCallback | None = None) -> Transcript:
+    def transcribe(
+        self,
+        source,
+        *,
+        progress: ProgressCallback | None = None,
+        on_window: Callable[[WindowDone], None] | None = None,
+        recorded: Callable[[int], tuple[SegmentResult, ...] | None] = lambda number: None,
+    ) -> Transcript:
+        """Transcribe one input. on_window sees each finished window in time order (incremental
+        output, checkpoints); recorded(n) returns a window finished by an earlier run, if any."""
         started = time.perf_counter()
-        audio = decode_audio(source)
-        duration = len(audio) / SAMPLE_RATE
-        spans = detect_speech(audio, self.vad_options)
-        segments = cut_segments(audio, spans)
+        total_s = probe_duration(source)
+        state = StreamState()
         executor = Executor(self.backend)
-        results = {}
-        done_s = 0.0
-        by_index = {segment.index: segment for segment in segments}
-        plan = plan_for(segments, self.backend.shape, self.options.batch,
-                        memory_model=self.memory.model if self.memory else None,
-                        working_budget_bytes=self.memory.working_budget() if self.memory else None)
-        for planned in plan.batches:
-            batch = [by_index[i] for i in planned.item_ids]
-            for result in executor.run(batch):
-                results[result.index] = result
-            done_s += sum(item.duration for item in batch)
+        segments = speech_segments(decode_chunks(source, CHUNK_S), SpeechDetector(self.vad_options), state)
+        # The budget is fixed per input, so a window's batches are the same in a resumed run.
+        budget = self.memory.working_budget() if self.memory else None
+        results: list[SegmentResult] = []
+        if progress:
+            progress(0.0, total_s)
+        for window in run_windows(segments, self.backend, executor, self.options.batch,
+                                  memory_model=self.memory.model if self.memory else None,
+                                  working_budget_bytes=budget, done=recorded):
+            results.extend(window.results)
+            if on_window:
+                on_window(window)
             if progress:
-                progress(done_s, sum(s.duration for s in segments))
-        pieces = [piece for index in sorted(results) for piece in results[index].pieces]
-        languages = [results[i].language for i in sorted(results) if results[i].language]
+                progress(window.audio_done_s, total_s)
+        if progress:
+            progress(state.audio_s, total_s or state.audio_s)
+        languages = [r.language for r in results if r.language]
         stats = RunStats(
-            audio_seconds=duration,
+            audio_seconds=state.audio_s,
             wall_seconds=time.perf_counter() - started,
             peak_rss_bytes=peak_rss_bytes(),
             batches=executor.batches_run,
-            segments=len(segments),
+            segments=state.segments,
             oom_retries=executor.oom_retries,
         )
         return Transcript(
-            source=str(source) if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else "-",
+            source=source if isinstance(source, str) else getattr(source, "name", "-"),
             model=self.backend.name,
-            language=_majority(languages),
-            segments=pieces,
+            language=max(set(languages), key=languages.count) if languages else None,
+            segments=[piece for result in results for piece in result.pieces],
             stats=stats,
         )
-
-
-def cut_segments(audio: np.ndarray, spans: list[SpeechSpan]) -> list[AudioSegment]:
-    segments = []
-    for index, span in enumerate(spans):
-        first, last = int(span.start * SAMPLE_RATE), int(span.end * SAMPLE_RATE)
-        segments.append(AudioSegment(index, span.start, span.end, audio[first:last]))
-    return segments
-
-
-def _majority(values: list[str]) -> str | None:
-    return max(set(values), key=values.count) if values else None

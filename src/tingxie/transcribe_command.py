@@ -1,4 +1,9 @@
-"""`tingxie transcribe`: many inputs, one loaded model; a bad input never stops the others."""
+"""`tingxie transcribe`: many inputs, one loaded model; a bad input never stops the others.
+
+For a file, progress is checkpointed beside the outputs; a run that was killed continues from
+its last finished window (--restart ignores the checkpoint). Partial outputs grow as windows
+finish; the final files appear atomically at the end.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ import os
 import sys
 from pathlib import Path
 
+from .checkpoint import Checkpoint, checkpoint_path, fingerprint
 from .errors import TingxieError
 from .options import TranscribeOptions
 from .progress import ProgressBar
 from .writers import output_path, write_transcript
+from .writers.incremental import PartialOutputs
 
 
 def transcribe_inputs(inputs: list[str], options: TranscribeOptions, formats: tuple[str, ...],
-                      output_dir: Path, *, quiet: bool = False, debug: bool = False) -> int:
+                      output_dir: Path, *, quiet: bool = False, debug: bool = False, restart: bool = False) -> int:
     from .pipeline import Transcriber
 
     try:
@@ -24,7 +31,7 @@ def transcribe_inputs(inputs: list[str], options: TranscribeOptions, formats: tu
     failures = 0
     for name in inputs:
         try:
-            written = _transcribe_one(transcriber, name, formats, output_dir, quiet)
+            summary = _transcribe_one(transcriber, name, formats, output_dir, quiet, restart)
         except TingxieError as error:
             failures += 1
             print(f"tingxie: error: {name}: {error}", file=sys.stderr)
@@ -37,20 +44,45 @@ def transcribe_inputs(inputs: list[str], options: TranscribeOptions, formats: tu
                   "(run with --debug for details)", file=sys.stderr)
             continue
         if not quiet:
-            print(written, file=sys.stderr)
+            print(summary, file=sys.stderr)
     return 1 if failures else 0
 
 
-def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bool) -> str:
-    if name != "-" and not os.path.exists(name):
+def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bool, restart: bool) -> str:
+    from_stdin = name == "-"
+    if not from_stdin and not os.path.exists(name):
         raise TingxieError("no such file")
-    source = sys.stdin.buffer if name == "-" else name
-    with ProgressBar(label=os.path.basename(name), enabled=not quiet) as bar:
-        transcript = transcriber.transcribe(source, progress=bar.update)
-    transcript.source = name
-    paths = [write_transcript(transcript, output_path(name, output_dir, fmt), fmt) for fmt in formats]
-    stats = transcript.stats
+    finals = {fmt: output_path(name, output_dir, fmt) for fmt in formats}
+    checkpoint = None
+    if not from_stdin:  # a pipe cannot be read again, so it cannot be resumed
+        path = checkpoint_path(name, output_dir)
+        if restart:
+            path.unlink(missing_ok=True)
+        checkpoint = Checkpoint(path, fingerprint(name, transcriber.options))
+        if checkpoint.resumed and not quiet:
+            print(f"{name}: resuming after {len(checkpoint.windows)} finished windows", file=sys.stderr)
+    partial = PartialOutputs(finals)
+    finished = False
+    try:
+        def on_window(window) -> None:
+            if checkpoint:
+                checkpoint.record(window)
+            partial.add(piece for result in window.results for piece in result.pieces)
+
+        with ProgressBar(label=os.path.basename(name), enabled=not quiet) as bar:
+            transcript = transcriber.transcribe(
+                sys.stdin.buffer if from_stdin else name, progress=bar.update, on_window=on_window,
+                recorded=checkpoint.recorded if checkpoint else (lambda number: None))
+        transcript.source = name
+        for fmt, path in finals.items():
+            write_transcript(transcript, path, fmt)
+        finished = True
+    finally:
+        partial.close()
+        if checkpoint:
+            checkpoint.close(remove=finished)
     print(transcript.text, flush=True)
+    stats = transcript.stats
     return (f"{name}: {stats.audio_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
             f"({stats.speed:.1f}x real time, peak RSS {stats.peak_rss_bytes / 2**20:.0f} MiB) -> "
-            + ", ".join(str(p) for p in paths))
+            + ", ".join(str(p) for p in finals.values()))

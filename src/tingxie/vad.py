@@ -278,6 +278,16 @@ class SegmentTracker:
             self._emit(self._group, min(self.rules.pad, n_frames - self._group[1]))
         return self._take(n_frames * FRAME if n_samples is None else n_samples)
 
+    def earliest_start_s(self) -> float:
+        """No span emitted from now on starts before this time: audio before it may be dropped."""
+        if self._group:
+            frame = self._group[0]
+        elif self._hysteresis.start is not None:
+            frame = self._hysteresis.start
+        else:
+            frame = self._hysteresis.frame
+        return max(self._low, frame - self.rules.pad) * FRAME / SAMPLE_RATE
+
     def _add(self, span: Span) -> None:
         rules = self.rules
         if span[1] - span[0] < rules.min_speech:
@@ -320,6 +330,9 @@ class SpeechDetector:
 
     def push(self, audio: np.ndarray) -> list[SpeechSpan]:
         return self.tracker.push(self.probabilities.push(audio))
+
+    def earliest_start_s(self) -> float:
+        return self.tracker.earliest_start_s()
 
     def finish(self) -> list[SpeechSpan]:
         spans = self.tracker.push(self.probabilities.flush())
