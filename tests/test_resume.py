@@ -47,12 +47,12 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(long_input, tmp_p
     process.wait()
     assert not (resumed / "talk.json").exists() and not (resumed / "talk.srt").exists()
     assert (resumed / "talk.srt.partial").exists()  # progress a reader could follow
-    recorded = len(checkpoint.read_text().splitlines()) - 1
+    recorded = sum(len(json.loads(line)["results"]) for line in checkpoint.read_text().splitlines()[1:])
 
     again = subprocess.run(cli(str(long_input), "-o", str(resumed), *ARGS[:-1]),
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert f"resuming after {recorded} finished windows" in again.stderr
+    assert f"resuming after {recorded} finished segments" in again.stderr
     assert _outputs(resumed) == _outputs(full)
     assert not checkpoint.exists() and not list(resumed.glob("*.partial"))
 

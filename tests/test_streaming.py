@@ -100,7 +100,7 @@ def test_streamed_text_equals_whole_array_text_on_long_real_audio(long_english, 
     whole = [r for window in run_windows(iter(segments), tiny_transcriber.backend, executor,
                                          tiny_transcriber.options.batch,
                                          memory_model=tiny_transcriber.memory.model,
-                                         working_budget_bytes=tiny_transcriber.memory.working_budget())
+                                         working_budget=tiny_transcriber.memory.working_budget)
              for r in window.results]
     assert [p.text for r in whole for p in r.pieces] == [s.text for s in streamed.segments]
     assert streamed.stats.audio_seconds == pytest.approx(len(audio) / 16000, abs=0.05)
@@ -123,9 +123,9 @@ def test_recorded_windows_are_not_recomputed(bursts):
     segments = whole_array_segments(np.tile(bursts, 3), VadOptions(max_segment_s=3.0, merge_max_s=3.0))
     first = list(run_windows(iter(segments), backend, Executor(backend), options))
     fresh = FakeBackend(shape=InputShape(ShapeRule.VARIABLE, 30.0))
-    again = list(run_windows(iter(segments), fresh, Executor(fresh), options,
-                             done=lambda n: first[n].results if n == 0 else None))
-    assert [w.results for w in again] == [w.results for w in first]
+    first_window = {r.index: r for r in first[0].results}
+    again = list(run_windows(iter(segments), fresh, Executor(fresh), options, recorded=first_window.get))
+    assert [r for w in again for r in w.results] == [r for w in first for r in w.results]
     assert not any(i in {r.index for r in first[0].results} for b in fresh.batches for i in b)
 
 

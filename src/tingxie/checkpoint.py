@@ -2,7 +2,7 @@
 
 A JSON-lines file beside the outputs: a header naming the input and the options, then one
 line per finished window, flushed and fsynced before the run goes on. A run that finds a
-checkpoint with the same header takes the recorded windows instead of recomputing them; a
+checkpoint with the same header takes the recorded segments instead of recomputing them; a
 torn last line (the kill came mid-write) is ignored. The file is removed once the outputs
 are written.
 """
@@ -43,23 +43,25 @@ class Checkpoint:
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
         self._header = header
-        self.windows: dict[int, tuple[SegmentResult, ...]] = _read(path, header) if path.exists() else {}
-        self.resumed = bool(self.windows)
+        self.results: dict[int, SegmentResult] = _read(path, header) if path.exists() else {}
+        self.resumed = bool(self.results)
         self._file = None  # opened at the first finished window: a failed input leaves nothing
 
-    def recorded(self, number: int) -> tuple[SegmentResult, ...] | None:
-        return self.windows.get(number)
+    def recorded(self, index: int) -> SegmentResult | None:
+        """The result of segment `index` from the interrupted run, if it finished."""
+        return self.results.get(index)
 
     def record(self, window: WindowDone) -> None:
-        if window.number in self.windows:
+        new = [r for r in window.results if r.index not in self.results]
+        if not new:
             return
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a" if self.resumed else "w", encoding="utf-8")
             if not self.resumed:
                 self._append(self._header)
-        self._append({"window": window.number, "results": [_result_to_json(r) for r in window.results]})
-        self.windows[window.number] = window.results
+        self._append({"window": window.number, "results": [_result_to_json(r) for r in new]})
+        self.results.update((r.index, r) for r in new)
 
     def close(self, *, remove: bool) -> None:
         if self._file is not None:
@@ -73,21 +75,21 @@ class Checkpoint:
         os.fsync(self._file.fileno())
 
 
-def _read(path: Path, header: dict[str, Any]) -> dict[int, tuple[SegmentResult, ...]]:
+def _read(path: Path, header: dict[str, Any]) -> dict[int, SegmentResult]:
     lines = path.read_text(encoding="utf-8").splitlines()
     try:
         if not lines or json.loads(lines[0]) != json.loads(json.dumps(header)):
             return {}  # another input or other options: start over
     except json.JSONDecodeError:
         return {}
-    windows = {}
+    results = {}
     for line in lines[1:]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             break  # torn by a kill mid-write: everything after it is lost anyway
-        windows[record["window"]] = tuple(_result_from_json(r) for r in record["results"])
-    return windows
+        results.update((r["index"], _result_from_json(r)) for r in record["results"])
+    return results
 
 
 def _result_to_json(result: SegmentResult) -> dict[str, Any]:

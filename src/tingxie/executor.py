@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .backends.base import Backend, BackendOutOfMemory
 from .errors import OutOfMemoryError
@@ -25,6 +25,7 @@ class Executor:
     oom_retries: int = 0
     batches_run: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    after_batch: Callable[[], None] | None = None  # e.g. hand freed memory back to the OS
 
     def run(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
         """Transcribe a batch, splitting as needed; results are in the batch's order."""
@@ -39,6 +40,9 @@ class Executor:
             results = self.backend.transcribe_batch(batch)
         except BackendOutOfMemory as error:
             return self._split_after_oom(batch, error)
+        finally:
+            if self.after_batch:
+                self.after_batch()
         self._check(batch, results)
         self.batches_run += 1
         self.batch_sizes.append(len(batch))

@@ -46,23 +46,22 @@ class Transcriber:
         *,
         progress: ProgressCallback | None = None,
         on_window: Callable[[WindowDone], None] | None = None,
-        recorded: Callable[[int], tuple[SegmentResult, ...] | None] = lambda number: None,
+        recorded: Callable[[int], SegmentResult | None] = lambda index: None,
     ) -> Transcript:
         """Transcribe one input. on_window sees each finished window in time order (incremental
-        output, checkpoints); recorded(n) returns a window finished by an earlier run, if any."""
+        output, checkpoints); recorded(i) returns segment i's result from an earlier run, if any."""
         started = time.perf_counter()
         total_s = probe_duration(source)
         state = StreamState()
-        executor = Executor(self.backend)
+        executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
         segments = speech_segments(decode_chunks(source, CHUNK_S), SpeechDetector(self.vad_options), state)
-        # The budget is fixed per input, so a window's batches are the same in a resumed run.
-        budget = self.memory.working_budget() if self.memory else None
         results: list[SegmentResult] = []
         if progress:
             progress(0.0, total_s)
         for window in run_windows(segments, self.backend, executor, self.options.batch,
                                   memory_model=self.memory.model if self.memory else None,
-                                  working_budget_bytes=budget, done=recorded):
+                                  working_budget=self.memory.working_budget if self.memory else None,
+                                  recorded=recorded):
             results.extend(window.results)
             if on_window:
                 on_window(window)

@@ -92,35 +92,48 @@ def run_windows(
     options: BatchOptions,
     *,
     memory_model: MemoryModel | None = None,
-    working_budget_bytes: int | None = None,
-    done: Callable[[int], tuple[SegmentResult, ...] | None] = lambda number: None,
+    working_budget: Callable[[], int] | None = None,
+    recorded: Callable[[int], SegmentResult | None] = lambda index: None,
 ) -> Iterator[WindowDone]:
-    """Plan and run one window of segments at a time; `done(n)` gives a finished window's
-    results from a checkpoint, which are then not recomputed."""
-    # FunASR's grouping sorts a whole recording's segments: exact FunASR batches need them all.
-    size = None
-    if options.batch_size_s is None:
-        size = window_size(backend.shape, batch_capacity(backend.shape, options, memory_model, working_budget_bytes))
+    """Plan and run one window of segments at a time, releasing results in time order.
+
+    recorded(index) gives a segment's result from a checkpoint; such segments are passed
+    through, not recomputed, whatever window they fall in. working_budget() is asked at each
+    window: what batches may add is the budget less what is resident at that moment (audio
+    buffers and allocator state move), and the window holds about as many segments as the
+    batches that budget allows.
+    """
     window: list[AudioSegment] = []
+    to_compute = 0
     number = 0
+    size = _next_window_size(backend, options, memory_model, working_budget)
     for segment in segments:
         window.append(segment)
-        if size is not None and len(window) == size:
-            yield _run_window(number, window, backend, executor, options, memory_model, working_budget_bytes, done)
-            window, number = [], number + 1
+        to_compute += recorded(segment.index) is None
+        if size is not None and to_compute == size:
+            yield _run_window(number, window, backend, executor, options, memory_model, working_budget, recorded)
+            window, to_compute, number = [], 0, number + 1
+            size = _next_window_size(backend, options, memory_model, working_budget)
     if window:
-        yield _run_window(number, window, backend, executor, options, memory_model, working_budget_bytes, done)
+        yield _run_window(number, window, backend, executor, options, memory_model, working_budget, recorded)
 
 
-def _run_window(number, window, backend, executor, options, memory_model, budget, done) -> WindowDone:
-    recorded = done(number)
-    if recorded is not None:
-        return WindowDone(number, recorded, window[-1].end)
-    by_index = {segment.index: segment for segment in window}
-    plan = plan_for(window, backend.shape, options, memory_model=memory_model,
-                    working_budget_bytes=budget, ceiling=executor.ceiling)
-    results: dict[int, SegmentResult] = {}
-    for planned in plan.batches:
-        for result in executor.run([by_index[i] for i in planned.item_ids]):
-            results[result.index] = result
+def _next_window_size(backend, options, memory_model, working_budget) -> int | None:
+    if options.batch_size_s is not None:
+        return None  # FunASR's grouping sorts a whole recording's segments: exact batches need them all
+    budget = working_budget() if working_budget else None
+    return window_size(backend.shape, batch_capacity(backend.shape, options, memory_model, budget))
+
+
+def _run_window(number, window, backend, executor, options, memory_model, working_budget, recorded) -> WindowDone:
+    results = {s.index: recorded(s.index) for s in window if recorded(s.index) is not None}
+    pending = [s for s in window if s.index not in results]
+    if pending:
+        by_index = {segment.index: segment for segment in pending}
+        plan = plan_for(pending, backend.shape, options, memory_model=memory_model,
+                        working_budget_bytes=working_budget() if working_budget else None,
+                        ceiling=executor.ceiling)
+        for planned in plan.batches:
+            for result in executor.run([by_index[i] for i in planned.item_ids]):
+                results[result.index] = result
     return WindowDone(number, tuple(results[i] for i in sorted(results)), window[-1].end)

@@ -60,7 +60,7 @@ def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bo
             path.unlink(missing_ok=True)
         checkpoint = Checkpoint(path, fingerprint(name, transcriber.options))
         if checkpoint.resumed and not quiet:
-            print(f"{name}: resuming after {len(checkpoint.windows)} finished windows", file=sys.stderr)
+            print(f"{name}: resuming after {len(checkpoint.results)} finished segments", file=sys.stderr)
     partial = PartialOutputs(finals)
     finished = False
     try:
@@ -72,7 +72,7 @@ def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bo
         with ProgressBar(label=os.path.basename(name), enabled=not quiet) as bar:
             transcript = transcriber.transcribe(
                 sys.stdin.buffer if from_stdin else name, progress=bar.update, on_window=on_window,
-                recorded=checkpoint.recorded if checkpoint else (lambda number: None))
+                recorded=checkpoint.recorded if checkpoint else (lambda index: None))
         transcript.source = name
         for fmt, path in finals.items():
             write_transcript(transcript, path, fmt)

@@ -123,3 +123,6 @@ _MALLOC_TRIM = _load_malloc_trim()
 def _malloc_trim() -> None:
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+
+
+release_freed_memory = _malloc_trim  # public name: the executor calls it between batches

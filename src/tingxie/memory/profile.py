@@ -167,16 +167,7 @@ def load_or_profile(
     out-of-memory error is not cached: it reflects how much was free at that moment.
     """
     shapes = _checked_shapes(backend.shape, default_shapes(backend.shape) if shapes is None else shapes)
-    key = cache.normalize_key({
-        **key_parts,
-        "backend": backend.name,
-        "probe_device": probe.device,
-        "shapes": [[b, t] for b, t in shapes],
-        "signal": _signal_name(signal),
-        "margin": DEFAULT_MARGIN,
-        "tingxie": __version__,
-    })
-    path = cache.cache_path((cache_root or cache_dir() / "profiles"), key)
+    path, key = _cache_entry(backend, probe, key_parts, cache_root, shapes, signal)
     model = cache.read_model(path, key)
     if model is not None:
         return model
@@ -192,6 +183,26 @@ def load_or_profile(
             "profile_s": round(elapsed, 3),
         })
     return model
+
+
+def cached_model(backend: Backend, probe: MemoryProbe, key_parts: dict[str, Any], cache_root: Path | None = None,
+                 *, shapes: Sequence[Shape] | None = None, signal: Signal = speech_bursts) -> MemoryModel | None:
+    """The cached memory model load_or_profile would use, or None: never profiles."""
+    shapes = _checked_shapes(backend.shape, default_shapes(backend.shape) if shapes is None else shapes)
+    return cache.read_model(*_cache_entry(backend, probe, key_parts, cache_root, shapes, signal))
+
+
+def _cache_entry(backend, probe, key_parts, cache_root, shapes, signal) -> tuple[Path, dict[str, Any]]:
+    key = cache.normalize_key({
+        **key_parts,
+        "backend": backend.name,
+        "probe_device": probe.device,
+        "shapes": [[b, t] for b, t in shapes],
+        "signal": getattr(signal, "__qualname__", repr(signal)),
+        "margin": DEFAULT_MARGIN,
+        "tingxie": __version__,
+    })
+    return cache.cache_path((cache_root or cache_dir() / "profiles"), key), key
 
 
 def _checked_shapes(shape: InputShape, shapes: Sequence[Shape]) -> list[Shape]:
