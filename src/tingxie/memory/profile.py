@@ -198,7 +198,7 @@ def _cache_entry(backend, probe, key_parts, cache_root, shapes, signal) -> tuple
         "backend": backend.name,
         "probe_device": probe.device,
         "shapes": [[b, t] for b, t in shapes],
-        "signal": getattr(signal, "__qualname__", repr(signal)),
+        "signal": _signal_name(signal),
         "margin": DEFAULT_MARGIN,
         "tingxie": __version__,
     })
