@@ -55,13 +55,20 @@ def _run_measured(path, out, *extra):
     """Run the CLI in a child and take its peak RSS from outside (the kernel's account of it)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tingxie.cli", "transcribe", str(path), "-o", str(out), "-q", "-f", "json",
-         "-m", "whisper-tiny.en", "--max-segment", "10", *extra], stdout=subprocess.DEVNULL)
+         "-m", "whisper-tiny.en", *extra], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
 
 
-def test_a_budget_of_half_the_unconstrained_peak_is_kept(long_input, tmp_path):
-    # --max-segment 10 gives ~19 segments, so the unconstrained run batches 16 at once.
+@pytest.fixture(scope="module")
+def longer_input(tmp_path_factory):
+    """About 4.5 minutes: enough 30 s windows that the unconstrained run batches 10 or more."""
+    return write_flac(tmp_path_factory.mktemp("budget") / "long_en.flac",
+                      joined(english_pieces() + english_pieces(), seed=3))
+
+
+def test_a_budget_of_half_the_unconstrained_peak_is_kept(longer_input, tmp_path):
+    long_input = longer_input
     code, unconstrained_peak = _run_measured(long_input, tmp_path / "free")
     assert code == 0
     budget = unconstrained_peak // 2

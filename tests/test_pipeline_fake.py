@@ -78,3 +78,18 @@ def test_no_segment_is_ever_dropped_or_duplicated_whatever_fails(durations, batc
     assert [r.index for r in results] == list(range(len(durations)))
     assert sorted(i for b in backend.batches for i in b) == list(range(len(durations)))
     assert max(len(b) for b in backend.batches) <= oom_items
+
+
+def test_packed_windows_map_times_back_to_the_file():
+    from tingxie.packing import pack_windows
+
+    spans = [AudioSegment(i, start, start + length, np.full(int(length * 16000), i, np.float32))
+             for i, (start, length) in enumerate([(1.0, 10.0), (15.0, 12.0), (40.0, 9.0), (50.0, 2.0)])]
+    windows = list(pack_windows(spans, 30.0))
+    assert [w.parts for w in windows] == [((0.0, 1.0, 10.0), (10.0, 15.0, 12.0)), ((0.0, 40.0, 9.0), (9.0, 50.0, 2.0))]
+    first = windows[0]
+    assert (first.index, first.start, first.end, first.duration) == (0, 1.0, 27.0, 22.0)
+    assert first.absolute(0.0) == 1.0 and first.absolute(9.5) == 10.5
+    assert first.absolute(10.0) == 15.0 and first.absolute(21.0) == 26.0
+    assert np.array_equal(first.samples[: 10 * 16000], spans[0].samples)
+    assert windows[1].index == 1 and windows[1].absolute(10.0) == 51.0

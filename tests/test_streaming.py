@@ -9,6 +9,7 @@ from tingxie.audio import decode_audio
 from tingxie.audio_buffer import RollingAudio
 from tingxie.backends.fake import FakeBackend
 from tingxie.executor import Executor
+from tingxie.packing import pack_windows
 from tingxie.options import BatchOptions, TranscribeOptions, VadOptions
 from tingxie.pipeline import Transcriber
 from tingxie.segments import AudioSegment
@@ -96,6 +97,7 @@ def test_streamed_text_equals_whole_array_text_on_long_real_audio(long_english, 
     streamed = tiny_transcriber.transcribe(str(path))
     # The same recognition on segments from the whole array at once (no streaming).
     segments = whole_array_segments(decode_audio(str(path)), tiny_transcriber.vad_options)
+    segments = list(pack_windows(segments, tiny_transcriber.backend.shape.max_item_s))
     executor = Executor(tiny_transcriber.backend)
     whole = [r for window in run_windows(iter(segments), tiny_transcriber.backend, executor,
                                          tiny_transcriber.options.batch,

@@ -16,6 +16,8 @@ from .backends.registry import load_backend
 from .executor import Executor
 from .memory_planning import MemoryPlanner
 from .options import TranscribeOptions
+from .packing import pack_windows
+from .shapes import ShapeRule
 from .resources import peak_rss_bytes
 from .segments import RunStats, SegmentResult, Transcript
 from .streaming import StreamState, WindowDone, run_windows, speech_segments
@@ -34,10 +36,13 @@ class Transcriber:
         if memory is None and self.options.batch.batch_size_s is None and backend is None:
             memory = MemoryPlanner.profiled(self.backend, self.options)
         self.memory = memory
-        # Segments must fit the model's input; for Whisper that is also the merge window.
+        # Segments must fit the model's input. Fixed windows are packed with speech after the
+        # VAD (packing.py), so the VAD itself does not merge neighbours for them.
         limit = min(self.options.vad.max_segment_s, self.backend.shape.max_item_s)
+        self.packs_windows = self.backend.shape.rule is ShapeRule.FIXED_WINDOW
         self.vad_options = dataclasses.replace(
-            self.options.vad, max_segment_s=limit, merge_max_s=min(self.options.vad.merge_max_s, limit)
+            self.options.vad, max_segment_s=limit,
+            merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
         )
 
     def transcribe(
@@ -55,6 +60,8 @@ class Transcriber:
         state = StreamState()
         executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
         segments = speech_segments(decode_chunks(source, CHUNK_S), SpeechDetector(self.vad_options), state)
+        if self.packs_windows:
+            segments = pack_windows(segments, self.backend.shape.max_item_s)
         results: list[SegmentResult] = []
         if progress:
             progress(0.0, total_s)
@@ -75,7 +82,7 @@ class Transcriber:
             wall_seconds=time.perf_counter() - started,
             peak_rss_bytes=peak_rss_bytes(),
             batches=executor.batches_run,
-            segments=state.segments,
+            segments=len(results),  # recognition items: packed windows for Whisper
             oom_retries=executor.oom_retries,
         )
         return Transcript(

@@ -21,16 +21,34 @@ class SpeechSpan:
 
 @dataclass(frozen=True, eq=False)
 class AudioSegment:
-    """One unit of recognition: the samples of a span, with its place in the file."""
+    """One unit of recognition: the samples of a span, with its place in the file.
+
+    A packed segment joins several speech spans with the silence between them left out; its
+    parts, (offset in the samples, start in the file, length) in seconds, map times back.
+    """
 
     index: int
     start: float
     end: float
     samples: np.ndarray  # float32, 16 kHz mono
+    parts: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def duration(self) -> float:
-        return self.end - self.start
+        """Seconds of audio in the segment (for a packed one, speech without the gaps)."""
+        return len(self.samples) / 16000 if self.parts else self.end - self.start
+
+    def absolute(self, offset_s: float) -> float:
+        """The time in the file of a moment `offset_s` into this segment's samples."""
+        if not self.parts:
+            return self.start + offset_s
+        part = self.parts[0]
+        for candidate in self.parts:
+            if candidate[0] > offset_s:
+                break
+            part = candidate
+        at, file_start, length = part
+        return file_start + min(max(offset_s - at, 0.0), length)
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,9 @@ def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bo
     finished = False
     try:
         def on_window(window) -> None:
-            if checkpoint:
-                checkpoint.record(window)
             partial.add(piece for result in window.results for piece in result.pieces)
+            if checkpoint:  # after the partial files: a window in the checkpoint is in them too
+                checkpoint.record(window)
 
         with ProgressBar(label=os.path.basename(name), enabled=not quiet) as bar:
             transcript = transcriber.transcribe(

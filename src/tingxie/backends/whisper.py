@@ -1,8 +1,9 @@
 """Whisper through CTranslate2 (the engine faster-whisper runs on), a batch per call.
 
-Each item is one speech window of at most 30 s, padded to Whisper's fixed 30 s input. A batch
-is encoded in one call and decoded in one call; the language is detected per window when not
-given, so a file that switches language is transcribed in each.
+Each item is one window of at most 30 s of speech (spans packed by packing.py), padded to
+Whisper's fixed 30 s input. A batch is encoded in one call, decoded in one call, and its
+words timed in one align call; the language is detected per window when not given, so a file
+that switches language is transcribed in each.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from ..resources import usable_cpus
 from ..segments import AudioSegment, SegmentResult, TextSegment
 from ..shapes import InputShape, ShapeRule
 from .base import BackendOutOfMemory
+from .whisper_timing import align_words, cues
 
 WINDOW_S = 30.0
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
-SECONDS_PER_TIMESTAMP = 0.02
 MAX_DECODE_LENGTH = 448  # Whisper's text context
-MAX_TAIL_ROUNDS = 3  # decode passes per window, counting the first
-MIN_TAIL_S = 0.5  # less audio than this after Whisper stopped is not decoded again
 
 
 def resolve_device(requested: str) -> str:
@@ -103,36 +102,9 @@ class WhisperBackend:
             raise
 
     def _transcribe(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
-        pieces: dict[int, list[TextSegment]] = {item.index: [] for item in batch}
-        languages: dict[int, str] = {}
-        tokens: dict[int, list[int]] = {item.index: [] for item in batch}
-        pending = list(batch)
-        # Whisper may stop early, closing its last piece and opening another with no text
-        # (two timestamps in a row): it expects to be called again from there, as sequential
-        # decoding does. Decode those tails again, as a batch, instead of dropping them.
-        for _ in range(MAX_TAIL_ROUNDS):
-            tails = []
-            for item, (language, tokenizer, ids) in zip(pending, self._decode_pass(pending)):
-                languages.setdefault(item.index, language)
-                tokens[item.index] += ids
-                pieces[item.index] += self._pieces(item, ids, tokenizer)
-                resume_at = self._resume_point(ids, tokenizer, item.duration)
-                if resume_at is not None:
-                    first = int(resume_at * SAMPLE_RATE)
-                    tails.append(AudioSegment(item.index, item.start + resume_at, item.end, item.samples[first:]))
-            if not tails:
-                break
-            pending = tails
-        return [
-            SegmentResult(item.index, tuple(pieces[item.index]), language=languages[item.index],
-                          tokens=tuple(tokens[item.index]))
-            for item in batch
-        ]
-
-    def _decode_pass(self, items: Sequence[AudioSegment]) -> list[tuple[str, Tokenizer, list[int]]]:
-        features = np.stack([self._log_mel(item.samples) for item in items])
+        features = np.stack([self._log_mel(item.samples) for item in batch])
         encoded = self._model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
-        languages = self._languages(encoded, len(items))
+        languages = self._languages(encoded, len(batch))
         tokenizers_ = [self._tokenizer(lang) for lang in languages]
         results = self._model.generate(
             encoded,
@@ -144,15 +116,33 @@ class WhisperBackend:
             sampling_temperature=self._decode.temperature or 1.0,
             sampling_topk=0 if self._decode.temperature else 1,
         )
-        return [(lang, tok, list(result.sequences_ids[0])) for lang, tok, result in zip(languages, tokenizers_, results)]
+        texts = [[t for t in result.sequences_ids[0] if t < tok.eot] for result, tok in zip(results, tokenizers_)]
+        timed = self._timed_pieces(batch, encoded, texts, tokenizers_)
+        return [
+            SegmentResult(item.index, pieces, language=lang, tokens=tuple(text))
+            for item, pieces, lang, text in zip(batch, timed, languages, texts)
+        ]
 
-    @staticmethod
-    def _resume_point(tokens: list[int], tokenizer: Tokenizer, duration: float) -> float | None:
-        first_ts = tokenizer.timestamp_begin
-        if len(tokens) < 2 or tokens[-1] < first_ts or tokens[-2] < first_ts:
-            return None
-        at = (tokens[-1] - first_ts) * SECONDS_PER_TIMESTAMP
-        return at if duration - at >= MIN_TAIL_S else None
+    def _timed_pieces(self, batch, encoded, texts, tokenizers_) -> list[tuple[TextSegment, ...]]:
+        if not self._decode.timestamps:
+            return [_piece(item, 0.0, item.duration, tok.decode(text))
+                    for item, text, tok in zip(batch, texts, tokenizers_)]
+        out: list[tuple[TextSegment, ...]] = [()] * len(batch)
+        frames = [min(len(item.samples) // 160, self._features.nb_max_frames) for item in batch]
+        # One align call per language in the batch: its start sequence names the language.
+        for language in dict.fromkeys(tok.language_code for tok in tokenizers_):
+            chosen = [i for i, tok in enumerate(tokenizers_) if tok.language_code == language]
+            tokenizer = tokenizers_[chosen[0]]
+            words = align_words(self._model, encoded, tokenizer.sot_sequence,
+                                [texts[i] if i in chosen else [] for i in range(len(batch))], frames, tokenizer)
+            for i in chosen:
+                item = batch[i]
+                starts = [at for at, _, _ in item.parts] or [0.0]
+                out[i] = tuple(piece for start, end, text in cues(words[i], starts)
+                               for piece in _piece(item, start, end, text))
+                if not out[i] and texts[i]:  # no alignment: the window as one piece
+                    out[i] = _piece(item, 0.0, item.duration, tokenizer.decode(texts[i]))
+        return out
 
     def _languages(self, encoded: ctranslate2.StorageView, count: int) -> list[str]:
         if not self.multilingual:
@@ -167,34 +157,13 @@ class WhisperBackend:
         if self._decode.initial_prompt:
             prompt += [tokenizer.sot_prev] + tokenizer.encode(" " + self._decode.initial_prompt.strip())
             prompt = prompt[-(MAX_DECODE_LENGTH // 2 - 1):]
-        prompt += tokenizer.sot_sequence
-        if not self._decode.timestamps:
-            prompt.append(tokenizer.no_timestamps)
-        return prompt
+        # No timestamp tokens: word times come from one align pass (whisper_timing.py).
+        return prompt + tokenizer.sot_sequence + [tokenizer.no_timestamps]
 
-    def _pieces(self, item: AudioSegment, tokens: list[int], tokenizer: Tokenizer) -> tuple[TextSegment, ...]:
-        """Split decoded tokens at timestamp tokens into timed pieces of text."""
-        first_ts = tokenizer.timestamp_begin
-        duration = item.duration
-        pieces: list[TextSegment] = []
-        text_tokens: list[int] = []
-        opened_at = 0.0
-        for token in tokens:
-            if token < first_ts:
-                if token < tokenizer.eot:
-                    text_tokens.append(token)
-                continue
-            at = min((token - first_ts) * SECONDS_PER_TIMESTAMP, duration)
-            if text_tokens:
-                self._add_piece(pieces, item.start, opened_at, at, text_tokens, tokenizer)
-                text_tokens = []
-            opened_at = at
-        if text_tokens:  # text after the last timestamp runs to the end of the window
-            self._add_piece(pieces, item.start, opened_at, duration, text_tokens, tokenizer)
-        return tuple(pieces)
 
-    @staticmethod
-    def _add_piece(pieces, offset, start, end, tokens, tokenizer) -> None:
-        text = tokenizer.decode(tokens).strip()
-        if text:
-            pieces.append(TextSegment(round(offset + start, 3), round(offset + max(end, start), 3), text))
+def _piece(item: AudioSegment, start: float, end: float, text: str) -> tuple[TextSegment, ...]:
+    text = text.strip()
+    if not text:
+        return ()
+    first = item.absolute(start)
+    return (TextSegment(round(first, 3), round(max(item.absolute(end), first), 3), text),)

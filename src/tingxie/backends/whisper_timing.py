@@ -1,0 +1,79 @@
+"""Times for the text of a window, from the decoder's cross-attention (CTranslate2's align).
+
+Whisper decodes each window without timestamp tokens: they cost decode steps, and with them
+Whisper often closes a window early and needs the rest decoded again (a second encoder pass
+of a whole window). One align pass over the decoded text is far cheaper and gives every word
+a time; cues are then cut at sentence ends and at the joins between packed speech spans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+FRAMES_PER_TOKEN_TIME = 50  # the encoder's time steps per second
+SENTENCE_ENDS = tuple(".?!。？！")
+PAUSES = tuple(",;:，；：、")
+MIN_CUE_S = 3.0  # below this a comma or a pause between spans does not end a cue
+MAX_CUE_S = 10.0
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    text: str
+    start: float  # seconds into the window's samples
+    end: float
+
+
+def align_words(model, encoded, sot_sequence: list[int], texts: Sequence[list[int]], num_frames: Sequence[int],
+                tokenizer) -> list[list[TimedWord]]:
+    """Word times for each item's decoded text tokens (empty texts give no words)."""
+    wanted = [i for i, tokens in enumerate(texts) if tokens]
+    out: list[list[TimedWord]] = [[] for _ in texts]
+    if not wanted:
+        return out
+    # align takes the whole batch's encoder output; empty texts are aligned on one token and dropped.
+    results = model.align(encoded, sot_sequence, [texts[i] if texts[i] else [tokenizer.eot] for i in range(len(texts))],
+                          list(num_frames), median_filter_width=7)
+    for i in wanted:
+        out[i] = _words(results[i], texts[i], tokenizer)
+    return out
+
+
+def _words(result, tokens: list[int], tokenizer) -> list[TimedWord]:
+    words, word_tokens = tokenizer.split_to_word_tokens(tokens + [tokenizer.eot])
+    if len(word_tokens) <= 1:
+        return []
+    pairs = np.array(result.alignments)
+    if pairs.size == 0:
+        return []
+    text_index, time_index = pairs[:, 0], pairs[:, 1]
+    # The time at which each token starts: where the alignment path moves to a new token.
+    moves = np.concatenate([[True], np.diff(text_index) != 0])
+    token_times = time_index[moves] / FRAMES_PER_TOKEN_TIME
+    bounds = np.concatenate([[0], np.cumsum([len(t) for t in word_tokens[:-1]])])
+    bounds = np.minimum(bounds, len(token_times) - 1)
+    return [TimedWord(word, float(token_times[a]), float(token_times[b]))
+            for word, a, b in zip(words[:-1], bounds[:-1], bounds[1:])]
+
+
+def cues(words: list[TimedWord], part_starts: Sequence[float]) -> list[tuple[float, float, str]]:
+    """Group words into cues of (start, end, text) in window time. A cue ends at a sentence
+    end; at a comma or a pause between packed spans once it is MIN_CUE_S long; and before it
+    grows past MAX_CUE_S."""
+    groups: list[list[TimedWord]] = []
+    for word in words:
+        if groups:
+            first, last = groups[-1][0], groups[-1][-1]
+            tail = last.text.rstrip()
+            pause = tail.endswith(PAUSES) or any(last.start < p <= word.start for p in part_starts[1:])
+            ends = ((tail.endswith(SENTENCE_ENDS) and last.end - first.start >= 1.0)  # not at "Mr."
+                    or (pause and last.end - first.start >= MIN_CUE_S)
+                    or word.end - first.start > MAX_CUE_S)
+            if not ends:
+                groups[-1].append(word)
+                continue
+        groups.append([word])
+    return [(g[0].start, max(g[-1].end, g[0].start), "".join(w.text for w in g).strip()) for g in groups]
