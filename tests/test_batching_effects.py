@@ -1,7 +1,6 @@
 """Batching changes speed and memory, never the transcript, and a budget is a real ceiling."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ from long_audio import DATA, english_pieces, joined, write_flac
 from tingxie.evaluation import normalize_english, word_error_rate
 from tingxie.options import BatchOptions, TranscribeOptions
 from tingxie.pipeline import Transcriber
+from tingxie.resources import watch_peak_rss
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +52,12 @@ def test_auto_batches_give_the_transcript_of_one_segment_at_a_time(long_input, t
 
 
 def _run_measured(path, out, *extra):
-    """Run the CLI in a child and take its peak RSS from outside (the kernel's account of it)."""
+    """Run the CLI in a child and take its peak RSS from outside (its VmHWM, polled: wait4's
+    ru_maxrss would report this large test process's size, carried across exec)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tingxie.cli", "transcribe", str(path), "-o", str(out), "-q", "-f", "json",
          "-m", "whisper-tiny.en", *extra], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
+    return watch_peak_rss(process)
 
 
 @pytest.fixture(scope="module")

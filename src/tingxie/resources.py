@@ -41,10 +41,43 @@ def _cgroup_cpu_quota() -> float | None:
         return None
 
 
-def peak_rss_bytes() -> int:
-    """High-water mark of this process's resident memory."""
+def peak_rss_bytes(pid: int | str = "self") -> int:
+    """High-water mark of a process's resident memory (this one by default).
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a process
+    started by a large parent (subprocess uses vfork) reports the parent's size as its own
+    peak. VmHWM belongs to the address space and starts afresh at exec.
+    """
+    kib = _status_kib(pid, "VmHWM")
+    if kib is not None:
+        return kib * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def watch_peak_rss(process, interval_s: float = 0.02) -> tuple[int, int]:
+    """Wait for a child (a subprocess.Popen) and return (exit code, its peak RSS in bytes),
+    read from outside: its VmHWM, polled until it exits (a reaped process has none)."""
+    import time
+
+    peak = 0
+    while process.poll() is None:
+        kib = _status_kib(process.pid, "VmHWM")
+        if kib:
+            peak = max(peak, kib * 1024)
+        time.sleep(interval_s)
+    return process.returncode, peak
+
+
+def _status_kib(pid: int | str, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def current_rss_bytes() -> int:
