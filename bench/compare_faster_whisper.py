@@ -3,6 +3,8 @@
     .venv/bin/python bench/compare_faster_whisper.py --runs 3
 
 Every run is a fresh child process (peak RSS via wait4); runs are interleaved round-robin.
+The children import tingxie from a snapshot taken at the start (the working tree, or a git
+revision with --source), so edits made meanwhile cannot mix code versions within one table.
 Writes OUT.json and OUT.md and prints the table.
 """
 
@@ -10,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
+import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -35,10 +42,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compute-type", default="int8")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8], help="fw-batched batch sizes")
+    parser.add_argument("--tingxie-batch-sizes", type=int, nargs="*", default=[],
+                        help="extra tingxie rows with these max batch sizes (beam 5)")
+    parser.add_argument("--cases", nargs="+", help="run only the cases with these names")
     parser.add_argument("--baselines", nargs="+", default=["fw-sequential", "fw-batched-4"])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compare_faster_whisper",
                         help="path stem: writes STEM.json and STEM.md")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per run before it is killed")
+    parser.add_argument("--source", default="worktree",
+                        help="the tingxie code to measure: 'worktree' (as it is now) or a git revision")
     parser.add_argument("--no-prepare", action="store_true", help="skip the unmeasured first load of each case")
     return parser.parse_args(argv)
 
@@ -49,6 +61,13 @@ def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
     cases += [CaseSpec(f"fw-batched-{n}", "fw-batched", batch_size=n, **common) for n in args.batch_sizes]
     cases.append(CaseSpec("tingxie", "tingxie", **common))  # defaults: beam 5, max batch 16
     cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", beam_size=1, **common))
+    cases += [CaseSpec(f"tingxie-max-batch-{n} (extra)", "tingxie", batch_size=n, **common)
+              for n in args.tingxie_batch_sizes]
+    if args.cases:
+        unknown = set(args.cases) - {case.name for case in cases}
+        if unknown:
+            raise SystemExit(f"unknown case names: {', '.join(sorted(unknown))}")
+        cases = [case for case in cases if case.name in args.cases]
     return cases
 
 
@@ -66,13 +85,35 @@ def machine() -> dict:
     }
 
 
-def source_state() -> dict:
-    """The commit measured, and the files that differed from it (others may be editing)."""
-    def git(*args):
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else None
+def git(*args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=True).stdout
 
-    return {"commit": git("rev-parse", "HEAD"), "dirty": (git("status", "--porcelain") or "").splitlines()}
+
+def snapshot_source(source: str, into: Path) -> Path:
+    """Copy the tingxie package as it is now ('worktree') or at a git revision into `into`, with
+    this harness's benchmark package on top; returns the directory for the children's PYTHONPATH."""
+    package, ignore = ROOT / "src" / "tingxie", shutil.ignore_patterns("__pycache__")
+    if source == "worktree":
+        shutil.copytree(package, into / "tingxie", ignore=ignore)
+    else:
+        archive = git("archive", "--format=tar", source, "src/tingxie")
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(into, filter="data")
+        shutil.move(into / "src" / "tingxie", into / "tingxie")
+    shutil.copytree(package / "benchmark", into / "tingxie" / "benchmark", ignore=ignore, dirs_exist_ok=True)
+    return into
+
+
+def source_state(source: str, snapshot: Path) -> dict:
+    """What was measured: the revision, its commit, and a digest of the snapshot's files."""
+    digest = hashlib.sha256()
+    for path in sorted(snapshot.rglob("*.py")):
+        digest.update(str(path.relative_to(snapshot)).encode() + b"\0" + path.read_bytes())
+    state = {"source": source, "commit": git("rev-parse", "HEAD" if source == "worktree" else source).decode().strip(),
+             "digest": digest.hexdigest()[:16]}
+    if source == "worktree":
+        state["changed_from_commit"] = git("status", "--porcelain", "--", "src").decode().splitlines()
+    return state
 
 
 def _lines(path: str) -> list[str]:
@@ -94,15 +135,19 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.datetime.now().astimezone()
     load_before = os.getloadavg()
-    results = run_cases(cases, args.runs, reference=reference, on_run=progress, timeout_s=args.timeout,
-                        prepare=not args.no_prepare)
+    with tempfile.TemporaryDirectory(prefix="tingxie-source-") as tmp:
+        snapshot = snapshot_source(args.source, Path(tmp))
+        source = source_state(args.source, snapshot)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(snapshot), os.environ.get("PYTHONPATH")]))}
+        results = run_cases(cases, args.runs, reference=reference, on_run=progress, timeout_s=args.timeout,
+                            prepare=not args.no_prepare, env=env)
     meta = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started": started.isoformat(timespec="seconds"),
         "audio": str(args.audio), "reference": str(reference_path),
         "model": args.model, "compute_type": args.compute_type, "runs": args.runs,
         "machine": machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-        "source": source_state(),
+        "source": source,
     }
     table = markdown_table(results, args.baselines)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from . import __version__
 from .errors import OptionError, TingxieError
+from .funasr_support.options import add_funasr_arguments, with_funasr_options
 from .models import DEFAULT_MODEL, EMBEDDED
 from .options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions, VadOptions
+from .server.command import register as register_serve, run as run_serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--restart", action="store_true", help="ignore the checkpoint of an interrupted run")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     run.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    add_funasr_arguments(run)
 
     commands.add_parser("models", help="list the embedded models")
+    register_serve(commands)
     return parser
 
 
@@ -83,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "debug", False) else logging.WARNING,
                         format="tingxie: %(levelname)s: %(message)s")
+    if args.command == "serve":
+        return run_serve(args)
     if args.command == "models":
         for name, description in EMBEDDED.items():
             print(f"{name:18} {description}")
         return 0
     try:
-        options = options_from_args(args)
+        options = with_funasr_options(options_from_args(args), args)
         formats = parse_formats(args.format)
     except OptionError as error:
         print(f"tingxie: error: {error}", file=sys.stderr)

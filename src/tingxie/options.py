@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import OptionError
+from .funasr_support.options import ParaformerOptions
 
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")
@@ -24,6 +25,7 @@ class ModelOptions:
     device: str = "auto"
     compute_type: str = "default"
     threads: int = 0  # 0: the CPUs this process may actually use
+    paraformer: ParaformerOptions = field(default_factory=ParaformerOptions)  # VAD/punctuation (FunASR)
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "--model must not be empty")
@@ -33,6 +35,7 @@ class ModelOptions:
             f"--compute-type must be one of {', '.join(COMPUTE_TYPES)}, not {self.compute_type!r}",
         )
         _require(self.threads >= 0, f"--threads must be 0 (automatic) or positive, not {self.threads}")
+        _require(isinstance(self.paraformer, ParaformerOptions), "paraformer must be a ParaformerOptions")
 
 
 @dataclass(frozen=True)

@@ -13,4 +13,8 @@ def load_backend(model: ModelOptions, decode: DecodeOptions) -> Backend:
         from .whisper import WhisperBackend
 
         return WhisperBackend(source.path, source.name, model, decode)
+    if source.family == "paraformer":
+        from .paraformer import ParaformerBackend
+
+        return ParaformerBackend(source.path, source.name, model, decode)
     raise NotImplementedError(f"no backend for model family {source.family!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -41,6 +42,7 @@ def main(argv: list[str]) -> int:
     loaded = time.perf_counter()
     output = CaseOutput("", 0.0) if prepare else run()
     finished = time.perf_counter()
+    output.extra["package_dir"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # which tingxie ran
     record = dataclasses.asdict(output) | {
         "load_s": loaded - started,
         "wall_s": finished - loaded,

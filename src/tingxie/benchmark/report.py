@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 from .runner import CaseResult
 
@@ -32,6 +33,12 @@ def markdown_table(results: list[CaseResult], baselines: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_ratio(baseline: CaseResult, result: CaseResult) -> float:
+    """Median over rounds of baseline wall / case wall within the same round: steadier than the
+    ratio of medians when the machine's load drifts, as each pair ran minutes apart at most."""
+    return statistics.median(b / r for b, r in zip(baseline.wall_s, result.wall_s))
+
+
 def to_json(results: list[CaseResult], baselines: list[str], meta: dict | None = None) -> dict:
     """Everything measured, summary and per run (texts included, for later scoring)."""
     by_name = {result.name: result for result in results}
@@ -44,6 +51,7 @@ def to_json(results: list[CaseResult], baselines: list[str], meta: dict | None =
                 "median_wall_s": result.median_wall_s,
                 "speed": result.speed,
                 "ratios": {name: by_name[name].median_wall_s / result.median_wall_s for name in baselines},
+                "paired_ratios": {name: paired_ratio(by_name[name], result) for name in baselines},
                 "peak_rss_bytes": result.peak_rss_bytes,
                 "wer": result.wer,
                 "median_load_s": result.median_load_s,

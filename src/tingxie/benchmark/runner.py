@@ -92,11 +92,17 @@ def english_wer(reference: str, hypothesis: str) -> float:
 
 
 def run_once(
-    spec: CaseSpec, *, prepare: bool = False, python: str = sys.executable, timeout_s: float | None = None
+    spec: CaseSpec,
+    *,
+    prepare: bool = False,
+    python: str = sys.executable,
+    timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunRecord:
     """Run spec once in a new Python process; raise CaseFailed with its stderr if it fails.
 
-    prepare: load the case only (see tingxie.benchmark.case); the record has no text."""
+    prepare: load the case only (see tingxie.benchmark.case); the record has no text.
+    env: the child's whole environment (default: this one), e.g. a PYTHONPATH to a source snapshot."""
     with tempfile.TemporaryDirectory(prefix="tingxie-bench-") as tmp:
         result_path, log_path = Path(tmp, "result.json"), Path(tmp, "stderr.txt")
         command = [python, "-m", "tingxie.benchmark.case", spec.to_json(), str(result_path)]
@@ -104,7 +110,8 @@ def run_once(
         with open(log_path, "wb") as log:
             parent_rss = current_rss_bytes()
             started = time.perf_counter()
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                     env=env)
             killer = threading.Timer(timeout_s, child.kill) if timeout_s else None
             if killer:
                 killer.start()
@@ -141,6 +148,7 @@ def run_cases(
     on_run: Callable[[int, CaseSpec, RunRecord], None] | None = None,
     timeout_s: float | None = None,
     prepare: bool = True,
+    env: dict[str, str] | None = None,
 ) -> list[CaseResult]:
     """Run every case `runs` times, round-robin (run 1 of each, then run 2, ...), so slow drifts
     of the machine fall on all cases alike. Each run is scored against reference when given.
@@ -151,10 +159,10 @@ def run_cases(
         raise ValueError("case names must be unique")
     results = [CaseResult(spec) for spec in specs]
     for result in results if prepare else []:
-        result.prepared = run_once(result.spec, prepare=True, timeout_s=timeout_s)
+        result.prepared = run_once(result.spec, prepare=True, timeout_s=timeout_s, env=env)
     for round_ in range(1, runs + 1):
         for result in results:
-            record = run_once(result.spec, timeout_s=timeout_s)
+            record = run_once(result.spec, timeout_s=timeout_s, env=env)
             if reference is not None:
                 record.wer = scorer(reference, record.text)
             result.runs.append(record)

@@ -1,30 +1,31 @@
-"""Where one tingxie transcription spends its time: decode, VAD, features, encode, generate.
+"""Where one transcription spends its time: decode, VAD, features, encode, generate.
 
     python -m tingxie.benchmark.stages AUDIO [--model whisper-tiny.en] [--beam-size 5]
-                                             [--max-batch-size 16] [--faster-whisper]
+                                             [--max-batch-size 16] [--faster-whisper N]
 
-Runs in this process, once, after loading: the pipeline's stage functions and the backend's
-feature extractor and CTranslate2 calls are wrapped with timers (patched on this Transcriber
-only). --faster-whisper also times faster-whisper's own decode and VAD on the same file and
-counts the 30 s windows its batched pipeline would encode, for comparison.
+Runs in this process, once, after loading (PYTHONPATH chooses which tingxie source runs). tingxie: the audio decoder, the VAD, the backend's
+feature extractor and its CTranslate2 calls are wrapped with timers; what is left is "other"
+(segment cutting, planning, glue). --faster-whisper N then splits faster-whisper's
+BatchedInferencePipeline (batch N) the same way, for a side-by-side comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from collections import defaultdict
 
-PIPELINE_STAGES = ("decode_audio", "detect_speech", "cut_segments", "plan_for")
+SAMPLE_RATE = 16_000
 
 
 class Timers:
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self.items: dict[str, int] = defaultdict(int)
+        self.items: dict[str, float] = defaultdict(float)  # what count_items adds up per stage
 
     def wrap(self, name: str, function, count_items=None):
         def timed(*args, **kwargs):
@@ -39,24 +40,70 @@ class Timers:
 
         return timed
 
+    def wrap_generator(self, name: str, function):
+        """Time a generator function: the time spent producing each item."""
 
-class _TimedModel:
+        def timed(*args, **kwargs):
+            iterator = iter(function(*args, **kwargs))
+            while True:
+                started = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    self.seconds[name] += time.perf_counter() - started
+                self.calls[name] += 1
+                yield item
+
+        return timed
+
+    def split(self, wall_s: float) -> dict:
+        seconds = dict(self.seconds)
+        seconds["other"] = wall_s - sum(seconds.values())
+        return {"wall_s": wall_s, "seconds": seconds, "calls": dict(self.calls)}
+
+
+class _TimedWhisper:
     """Forwards to a CTranslate2 Whisper model, timing encode, detect_language and generate."""
 
     def __init__(self, model, timers: Timers):
         self._model = model
-        self.encode = timers.wrap("encode", model.encode, lambda features, **_: features.shape[0])
-        self.generate = timers.wrap("generate", model.generate, lambda _encoded, prompts, **__: len(prompts))
+        self.encode = timers.wrap("encode", model.encode, lambda features, *_, **__: features.shape[0])
+        self.generate = timers.wrap("generate", model.generate, lambda _encoded, prompts, *_, **__: len(prompts))
         self.detect_language = timers.wrap("detect_language", model.detect_language)
+        self.align = timers.wrap("align", model.align)  # word timing, where a backend uses it
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
 
+class _TimedCallable:
+    """Forwards attributes to an object, timing calls of the object itself."""
+
+    def __init__(self, target, timed_call):
+        self._target, self._call = target, timed_call
+
+    def __call__(self, *args, **kwargs):
+        return self._call(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)
+
+
+@contextlib.contextmanager
+def _patched(owner, name: str, replacement):
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
 def profile_tingxie(audio: str, model: str, beam_size: int, max_batch_size: int) -> dict:
-    from .. import pipeline
+    from .. import pipeline, vad
     from ..options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
-    from ..vad import SpeechProbabilities
 
     started = time.perf_counter()
     transcriber = pipeline.Transcriber(TranscribeOptions(
@@ -64,64 +111,90 @@ def profile_tingxie(audio: str, model: str, beam_size: int, max_batch_size: int)
         decode=DecodeOptions(beam_size=beam_size),
         batch=BatchOptions(max_batch_size=max_batch_size),
     ))
-    SpeechProbabilities()
+    vad.SpeechProbabilities()
     load_s = time.perf_counter() - started
 
     timers = Timers()
     backend = transcriber.backend
-    backend._log_mel = timers.wrap("features", backend._log_mel)
-    backend._pieces = timers.wrap("detokenize", backend._pieces)
-    backend._model = _TimedModel(backend._model, timers)
-    originals = {name: getattr(pipeline, name) for name in PIPELINE_STAGES if hasattr(pipeline, name)}
-    try:
-        for name, function in originals.items():
-            setattr(pipeline, name, timers.wrap(name, function))
+    window_s = backend.shape.max_item_s
+    # features' items: audio seconds really in the windows (the rest of each window is padding)
+    backend._log_mel = timers.wrap("features", backend._log_mel,
+                                   lambda samples: min(len(samples) / SAMPLE_RATE, window_s))
+    if hasattr(backend, "_pieces"):  # timestamp tokens to text pieces, in backends that have it
+        backend._pieces = timers.wrap("detokenize", backend._pieces)
+    backend._model = _TimedWhisper(backend._model, timers)
+    with contextlib.ExitStack() as stack:
+        # the pipeline decodes either in chunks (streaming) or whole; time whichever it uses
+        if hasattr(pipeline, "decode_chunks"):
+            stack.enter_context(_patched(pipeline, "decode_chunks", timers.wrap_generator("decode", pipeline.decode_chunks)))
+        if hasattr(pipeline, "decode_audio"):
+            stack.enter_context(_patched(pipeline, "decode_audio", timers.wrap("decode", pipeline.decode_audio)))
+        for method in ("push", "finish"):
+            stack.enter_context(_patched(vad.SpeechDetector, method,
+                                         timers.wrap("vad", getattr(vad.SpeechDetector, method))))
         transcript = transcriber.transcribe(audio)
-    finally:
-        for name, function in originals.items():
-            setattr(pipeline, name, function)
-    wall = transcript.stats.wall_seconds
-    split = dict(timers.seconds)
-    split["other"] = wall - sum(split.values())
+    windows = int(timers.items["encode"])
     return {
         "load_s": load_s,
-        "wall_s": wall,
         "audio_s": transcript.stats.audio_seconds,
         "segments": transcript.stats.segments,
         "batches": transcript.stats.batches,
-        "windows_encoded": timers.items["encode"],  # segments plus re-decoded tails
-        "seconds": split,
-        "calls": dict(timers.calls),
+        "windows_encoded": windows,  # 30 s encoder inputs, re-decoded remainders included
+        "window_fill": timers.items["features"] / (window_s * max(1, windows)),
+        "text": transcript.text,
+        **timers.split(transcript.stats.wall_seconds),
     }
 
 
-def profile_faster_whisper(audio: str) -> dict:
-    """faster-whisper's decode and VAD (as its batched pipeline calls it) on the same file."""
-    from faster_whisper.audio import decode_audio
-    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps, get_vad_model
+def profile_faster_whisper(audio: str, model: str, beam_size: int, batch_size: int) -> dict:
+    """faster-whisper's BatchedInferencePipeline split the same way, on the same file."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from faster_whisper import transcribe as fw
+    from faster_whisper.vad import get_vad_model
 
+    from ..models import resolve_model
+    from ..resources import usable_cpus
+
+    whisper = WhisperModel(str(resolve_model(model).path), device="cpu", compute_type="int8", cpu_threads=usable_cpus())
     get_vad_model()
-    started = time.perf_counter()
-    samples = decode_audio(audio)
-    decoded = time.perf_counter()
-    spans = get_speech_timestamps(samples, VadOptions(max_speech_duration_s=30, min_silence_duration_ms=160))
-    vad_done = time.perf_counter()
-    chunks, _ = collect_chunks(samples, spans, max_duration=30)
+    timers = Timers()
+    whisper.model = _TimedWhisper(whisper.model, timers)
+    extractor = whisper.feature_extractor
+    whisper.feature_extractor = _TimedCallable(extractor, timers.wrap(
+        "features", extractor, lambda samples, *_, **__: min(len(samples) / SAMPLE_RATE, 30.0)))
+    batched = BatchedInferencePipeline(whisper)
+    with _patched(fw, "decode_audio", timers.wrap("decode", fw.decode_audio)), \
+            _patched(fw, "get_speech_timestamps", timers.wrap("vad", fw.get_speech_timestamps)):
+        started = time.perf_counter()
+        segments, info = batched.transcribe(audio, batch_size=batch_size, beam_size=beam_size)
+        text = " ".join(segment.text.strip() for segment in segments)
+        wall_s = time.perf_counter() - started
+    windows = int(timers.items["encode"])
     return {
-        "decode_s": decoded - started,
-        "vad_s": vad_done - decoded,
-        "speech_spans": len(spans),
-        "batched_windows": len(chunks),
+        "batch_size": batch_size,
+        "audio_s": info.duration,
+        "windows_encoded": windows,
+        "window_fill": timers.items["features"] / (30.0 * max(1, windows)),
+        "text": text,
+        **timers.split(wall_s),
     }
 
 
-def markdown(profile: dict) -> str:
-    wall = profile["wall_s"]
-    lines = ["| stage | seconds | share of wall | calls |", "|---|---|---|---|"]
-    for name, seconds in sorted(profile["seconds"].items(), key=lambda kv: -kv[1]):
-        calls = profile["calls"].get(name, "")
-        lines.append(f"| {name} | {seconds:.2f} | {100 * seconds / wall:.1f}% | {calls} |")
-    lines.append(f"| **total wall** | {wall:.2f} | 100% | |")
+def markdown(profiles: dict[str, dict]) -> str:
+    """One column per profiled pipeline: seconds (share of its wall) per stage."""
+    names = list(profiles)
+    stages = sorted({s for p in profiles.values() for s in p["seconds"]},
+                    key=lambda s: -max(p["seconds"].get(s, 0.0) for p in profiles.values()))
+    lines = ["| stage | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for stage in stages:
+        cells = []
+        for profile in profiles.values():
+            seconds = profile["seconds"].get(stage)
+            cells.append("—" if seconds is None else f"{seconds:.2f} s ({100 * seconds / profile['wall_s']:.0f}%)")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    lines.append("| **wall** | " + " | ".join(f"{p['wall_s']:.2f} s" for p in profiles.values()) + " |")
+    lines.append("| windows encoded | " + " | ".join(str(p["windows_encoded"]) for p in profiles.values()) + " |")
+    lines.append("| audio in a window | " + " | ".join(f"{100 * p['window_fill']:.0f}%" for p in profiles.values()) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -131,17 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="whisper-tiny.en")
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--faster-whisper", action="store_true", help="also time faster-whisper's decode and VAD")
-    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--faster-whisper", type=int, metavar="N", help="also split BatchedInferencePipeline, batch N")
+    parser.add_argument("--json", help="also write the figures (texts included) to this file")
     args = parser.parse_args(argv)
-    profile = profile_tingxie(args.audio, args.model, args.beam_size, args.max_batch_size)
+    profiles = {"tingxie": profile_tingxie(args.audio, args.model, args.beam_size, args.max_batch_size)}
     if args.faster_whisper:
-        profile["faster_whisper"] = profile_faster_whisper(args.audio)
-    print(markdown(profile))
-    print(json.dumps({k: v for k, v in profile.items() if k not in ("seconds", "calls")}, indent=1))
+        profiles[f"fw-batched-{args.faster_whisper}"] = profile_faster_whisper(
+            args.audio, args.model, args.beam_size, args.faster_whisper)
+    print(markdown(profiles))
+    for name, profile in profiles.items():
+        print(name, json.dumps({k: v for k, v in profile.items() if k not in ("seconds", "calls", "text")}))
     if args.json:
         with open(args.json, "w") as out:
-            json.dump(profile, out, indent=1)
+            json.dump(profiles, out, indent=1, ensure_ascii=False)
     return 0
 
 

@@ -1,0 +1,306 @@
+"""Paraformer-large on CPU: tingxie (fp32, bf16, int8) against FunASR's AutoModel.generate.
+
+    .venv/bin/python bench/bench_paraformer.py --runs 3
+
+No weights can be downloaded here, so the model is Paraformer-large's architecture at its real
+size (BiCifParaformer: SANM encoder of 50 layers, d=512, 4 heads, FFN 2048; decoder of 16
+layers; vocabulary 8404), built from FunASR's template configuration with random weights and
+saved in FunASR's model-directory format (built once, into --work). Compute and memory do not
+depend on the weights' values.
+
+Both sides get the same speech segments: Silero VAD (tingxie's) spans of the recording, rounded
+to whole milliseconds. FunASR's VAD step is replaced by a stand-in that returns those spans, so
+AutoModel.generate runs its own inference_with_vad on them (one segment at a time on CPU, as it
+does) with ncpu set to the usable CPUs. tingxie runs them through its Paraformer pipeline:
+planner batches sized by the start-up memory profile, the backend's batched inference.
+Neither side punctuates. Every run is a fresh child process; its peak RSS is read by the parent
+from os.wait4; systems are interleaved round-robin and each ratio is taken within one round.
+Speed is audio seconds per second of transcription (model loading excluded, reported apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_AUDIO = ROOT.parent / "shared" / "audio" / "long" / "zh_long.flac"
+SYSTEMS = ("funasr", "tingxie-fp32", "tingxie-bf16", "tingxie-int8")
+COMPUTE = {"tingxie-fp32": "float32", "tingxie-bf16": "bfloat16", "tingxie-int8": "int8"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
+    p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tingxie-bench-paraformer",
+                   help="where the random model, the spans and the profile cache live")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    p.add_argument("--seconds", type=float, default=None, help="use only the first SECONDS of the audio")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for both sides (default: the usable CPUs)")
+    p.add_argument("--max-batch-size", type=int, default=None, help="tingxie's --max-batch-size (default: its own)")
+    p.add_argument("--no-errors", action="store_true", help="skip the encoder relative-error measurement")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "paraformer",
+                   help="path stem: writes STEM.json and STEM.md")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# --- preparation (in the parent) ------------------------------------------------------------
+
+def prepare(args) -> tuple[Path, Path, float]:
+    """The model directory and the spans file, made once; the audio's duration."""
+    args.work.mkdir(parents=True, exist_ok=True)
+    model_dir = args.work / "paraformer-large-random"
+    spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
+    if not (model_dir / "model.pt").is_file() or not spans_path.is_file():
+        subprocess.run([sys.executable, __file__, "--child", "prepare", "--audio", str(args.audio),
+                        "--work", str(args.work)] + (["--seconds", str(args.seconds)] if args.seconds else []),
+                       check=True)
+    spans = json.loads(spans_path.read_text())
+    return model_dir, spans_path, spans["audio_s"]
+
+
+def child_prepare(args) -> None:
+    import numpy as np
+
+    from tingxie.audio import decode_audio
+    from tingxie.funasr_support.random_model import PARAFORMER_LARGE, chinese_vocab, save_model_dir
+    from tingxie.vad import detect_speech
+
+    audio = load_audio(args)
+    model_dir = args.work / "paraformer-large-random"
+    if not (model_dir / "model.pt").is_file():
+        started = time.perf_counter()
+        tmp = args.work / "paraformer-large-random.tmp"
+        save_model_dir(tmp, PARAFORMER_LARGE, chinese_vocab(8404), audio_for_cmvn=[audio[: 60 * 16000]],
+                       confident=20.0)
+        tmp.rename(model_dir)
+        print(f"built {model_dir} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    spans = [[round(s.start * 1000), round(s.end * 1000)] for s in detect_speech(audio)]
+    spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
+    spans_path.write_text(json.dumps({"audio_s": len(audio) / 16000, "spans_ms": spans}))
+    del np, decode_audio
+
+
+def load_audio(args):
+    from tingxie.audio import decode_audio
+
+    audio = decode_audio(str(args.audio))
+    return audio[: int(args.seconds * 16000)] if args.seconds else audio
+
+
+# --- the measured children -----------------------------------------------------------------
+
+def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
+    import torch
+    from funasr import AutoModel
+
+    from tingxie.resources import usable_cpus
+
+    audio = load_audio(args)
+    started = time.perf_counter()
+    model = AutoModel(model=str(model_dir), device="cpu", ncpu=args.threads or usable_cpus(), disable_update=True,
+                      disable_pbar=True, log_level="ERROR")
+
+    class GivenSpans(torch.nn.Module):
+        """Stands in for FunASR's VAD model: returns the spans every side is given."""
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def inference(self, data_in, key=None, **kwargs):
+            return [{"key": key[0], "value": [list(s) for s in spans_ms]}], {}
+
+    model.vad_model = GivenSpans()
+    loaded = time.perf_counter()
+    [result] = model.generate(input=audio)
+    done = time.perf_counter()
+    return {"load_s": loaded - started, "transcribe_s": done - loaded, "text": result["text"],
+            "segments": len(spans_ms), "batches": len(spans_ms)}
+
+
+def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type: str) -> dict:
+    from tingxie.backends.paraformer import ParaformerBackend
+    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.funasr_support.pipeline import ParaformerPipeline
+    from tingxie.memory_planning import MemoryPlanner
+    from tingxie.options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
+    from tingxie.segments import SpeechSpan
+
+    os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
+    audio = load_audio(args)
+    spans = [SpeechSpan(a / 1000, b / 1000) for a, b in spans_ms]
+    started = time.perf_counter()
+    options = TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
+                                                   threads=args.threads, paraformer=ParaformerOptions(punctuate=False)),
+                                batch=BatchOptions(max_batch_size=args.max_batch_size or BatchOptions.max_batch_size))
+    batch = options.batch if args.max_batch_size else None  # None: the pipeline's default
+    backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
+    memory = MemoryPlanner.profiled(backend, options)  # cached per model and compute type
+    loaded = time.perf_counter()
+    result = ParaformerPipeline(backend, batch=batch, memory=memory).run(audio, spans)
+    done = time.perf_counter()
+    return {"load_s": loaded - started, "transcribe_s": done - loaded,
+            "text": " ".join(w.text for w in result.words), "segments": result.stats.segments,
+            "batches": result.stats.batches, "oom_retries": result.stats.oom_retries,
+            "nan_fallbacks": backend.precision.nan_fallbacks}
+
+
+def child_errors(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
+    """Relative error of the bf16 and int8 encoder outputs against fp32, on real speech."""
+    from tingxie.backends.paraformer import ParaformerBackend
+    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.funasr_support.precision import cpu_has_bf16, encoder_relative_error
+    from tingxie.options import DecodeOptions, ModelOptions
+
+    audio = load_audio(args)
+    segments = [audio[a * 16: b * 16] for a, b in spans_ms[:12]]
+
+    def backend(compute_type):
+        opts = ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type, threads=args.threads,
+                            paraformer=ParaformerOptions(punctuate=False))
+        return ParaformerBackend(model_dir, "paraformer-large-random", opts, DecodeOptions())
+
+    reference = backend("float32")
+    out = {"segments": len(segments), "speech_s": sum(len(s) for s in segments) / 16000}
+    for compute_type in ("bfloat16", "int8"):
+        if compute_type == "bfloat16" and not cpu_has_bf16():
+            continue
+        other = backend(compute_type)
+        errors = [encoder_relative_error(reference, other, segments[i: i + 4]) for i in range(0, len(segments), 4)]
+        out[compute_type] = max(errors)
+        del other
+    return out
+
+
+def run_child(args, system: str, model_dir: Path, spans_path: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", system, "--audio", str(args.audio), "--work", str(args.work),
+           "--threads", str(args.threads)] + (["--max-batch-size", str(args.max_batch_size)] if args.max_batch_size else [])
+    if args.seconds:
+        cmd += ["--seconds", str(args.seconds)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{system} failed with status {status}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_bytes"] = usage.ru_maxrss * 1024
+    result["process_s"] = time.perf_counter() - started
+    return result
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return run_as_child(args)
+    model_dir, spans_path, audio_s = prepare(args)
+    rounds = []
+    for r in range(args.runs):
+        row = {}
+        for system in args.systems:
+            row[system] = run_child(args, system, model_dir, spans_path)
+            m = row[system]
+            print(f"round {r + 1} {system}: {audio_s / m['transcribe_s']:.1f}x real time, "
+                  f"peak RSS {m['peak_rss_bytes'] / 2**30:.2f} GiB, load {m['load_s']:.1f} s", file=sys.stderr)
+        rounds.append(row)
+    errors = None if args.no_errors else run_child(args, "errors", model_dir, spans_path)
+    report = summarise(args, audio_s, rounds, errors)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    table = markdown(report)
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+def run_as_child(args) -> int:
+    if args.child == "prepare":
+        child_prepare(args)
+        return 0
+    model_dir = args.work / "paraformer-large-random"
+    spans = json.loads((args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json").read_text())["spans_ms"]
+    if args.child == "funasr":
+        result = child_funasr(args, model_dir, spans)
+    elif args.child == "errors":
+        result = child_errors(args, model_dir, spans)
+    else:
+        result = child_tingxie(args, model_dir, spans, COMPUTE[args.child])
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def summarise(args, audio_s: float, rounds: list[dict], errors: dict | None) -> dict:
+    systems = list(rounds[0])
+    summary = {}
+    for system in systems:
+        runs = [row[system] for row in rounds]
+        entry = {
+            "speed_x": statistics.median(audio_s / m["transcribe_s"] for m in runs),
+            "peak_rss_gib": statistics.median(m["peak_rss_bytes"] / 2**30 for m in runs),
+            "load_s": statistics.median(m["load_s"] for m in runs),
+            "batches": runs[-1]["batches"],
+            "segments": runs[-1]["segments"],
+        }
+        if "funasr" in systems and system != "funasr":
+            entry["speed_vs_funasr"] = statistics.median(row["funasr"]["transcribe_s"] / row[system]["transcribe_s"]
+                                                         for row in rounds)
+            entry["rss_vs_funasr"] = statistics.median(row[system]["peak_rss_bytes"] / row["funasr"]["peak_rss_bytes"]
+                                                       for row in rounds)
+            ref, got = rounds[-1]["funasr"]["text"].split(), runs[-1]["text"].split()
+            entry["tokens_equal_to_funasr"] = sum(a == b for a, b in zip(ref, got)) / max(1, len(ref))
+            entry["token_count"] = (len(got), len(ref))
+        summary[system] = entry
+    return {"audio": str(args.audio), "audio_s": audio_s, "runs": len(rounds), "summary": summary,
+            "threads": args.threads or None, "max_batch_size": args.max_batch_size, "load_average": os.getloadavg(),
+            "encoder_relative_error": errors, "machine": machine(),
+            "command": "bench/bench_paraformer.py " + " ".join(sys.argv[1:])}
+
+
+def machine() -> dict:
+    import platform
+
+    import torch
+
+    from tingxie.resources import usable_cpus
+
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "usable_cpus": usable_cpus(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Audio: {Path(report['audio']).name}, {report['audio_s']:.0f} s; median of {report['runs']} runs; "
+             f"{report['machine']['cpu']}, {report['machine']['usable_cpus']} usable CPUs, "
+             f"threads {report['threads'] or report['machine']['usable_cpus']}, torch {report['machine']['torch']}; "
+             f"load average at the end {report['load_average'][0]:.1f}.",
+             "",
+             "| system | speed (x real time) | vs FunASR | peak RSS (GiB) | vs FunASR | load (s) | batches | tokens = FunASR's |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for system, e in report["summary"].items():
+        lines.append(
+            f"| {system} | {e['speed_x']:.1f} | {e.get('speed_vs_funasr', 1.0):.2f}x | {e['peak_rss_gib']:.2f} | "
+            f"{e.get('rss_vs_funasr', 1.0):.2f}x | {e['load_s']:.1f} | {e['batches']} | "
+            + (f"{100 * e['tokens_equal_to_funasr']:.1f} %" if "tokens_equal_to_funasr" in e else "-") + " |")
+    errors = report.get("encoder_relative_error")
+    if errors:
+        lines += ["", f"Encoder output relative error against fp32 (norm(diff)/norm(fp32), worst batch, "
+                      f"{errors['segments']} segments, {errors['speech_s']:.0f} s of speech): "
+                  + ", ".join(f"{k} {errors[k]:.2e}" for k in ("bfloat16", "int8") if k in errors)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

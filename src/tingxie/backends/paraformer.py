@@ -1,0 +1,256 @@
+"""Paraformer through FunASR: its own classes and model code, run on the planner's batches.
+
+FunASR's AutoModel runs one segment at a time on CPU (inference_with_vad sets the batch to 0
+there) with 4 threads wherever it runs. This backend loads the model once (memory-mapped, see
+funasr_support.loading), takes a whole planned batch of variable-length segments, and runs the
+model's own steps on it: the frontend (fbank, LFR, CMVN), encode, calc_predictor,
+cal_decoder_with_predictor, greedy choice, then FunASR's timestamp and text post-processing.
+The one change to FunASR's inference: BiCifParaformer computes CifPredictorV3's timestamp head
+(upsampling CNN and BLSTM) twice, once in the predictor's forward (where it is dropped) and again
+in get_upsample_timestamp. Here the first result is kept (captured from the head's output layer)
+and finished with the same arithmetic, so timestamps are equal and the head runs once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import TingxieError
+
+try:
+    import torch
+
+    # funasr prints a notice about ffmpeg on standard output when imported; tingxie's standard
+    # output is the transcript, so the notice is dropped.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from funasr.models.bicif_paraformer.cif_predictor import cif_wo_hidden
+        from funasr.models.transformer.utils.nets_utils import make_pad_mask
+        from funasr.utils.load_utils import extract_fbank, load_audio_text_image_video
+        from funasr.utils.postprocess_utils import sentence_postprocess
+        from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+except ImportError as _error:  # the default install has no torch
+    raise TingxieError(
+        f"Paraformer models need the funasr extra (torch and FunASR): pip install 'tingxie[funasr]' ({_error})"
+    ) from _error
+
+from .. import SAMPLE_RATE
+from ..funasr_support.loading import FunasrModel, load_funasr_model, release_free_memory
+from ..funasr_support.precision import Precision, has_nan, resolve_compute_type, resolve_device
+from ..funasr_support.punctuation import Punctuator, Word
+from ..options import DecodeOptions, ModelOptions
+from ..resources import usable_cpus
+from ..segments import AudioSegment, SegmentResult, TextSegment, join_texts
+from ..shapes import InputShape, ShapeRule
+from .base import BackendOutOfMemory
+
+log = logging.getLogger(__name__)
+
+MAX_ITEM_S = 60.0  # FSMN-VAD's longest segment (max_single_segment_time), as FunASR runs it
+MIN_SAMPLES = 400  # one 25 ms fbank frame; anything shorter holds no speech to recognise
+UPSAMPLE = 3  # FunASR slices the BiCif timestamp head at 3 x the encoder frames
+
+
+@dataclass
+class Recognised:
+    """One segment's recognition: token ids, words and their times in seconds from its start."""
+
+    tokens: list[int] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    times: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return join_texts(self.words)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and any(
+        s in message for s in ("out of memory", "can't allocate memory", "bad_alloc", "not enough memory"))
+
+
+class ParaformerBackend:
+    shape = InputShape(ShapeRule.VARIABLE, max_item_s=MAX_ITEM_S)
+
+    def __init__(self, model_dir: Path, name: str, model: ModelOptions, decode: DecodeOptions, *,
+                 punctuator: Punctuator | None | bool = True):
+        self.name = name
+        self.model_path = Path(model_dir)
+        self.device = resolve_device(model.device)
+        self.compute_type = resolve_compute_type(model.compute_type, self.device)
+        self.threads = model.threads or usable_cpus()  # never FunASR's default of 4
+        self._set_threads()
+        self._decode = decode
+        self.options = model.paraformer
+        # deterministic features: dither would add random noise to every fbank
+        self.asr: FunasrModel = load_funasr_model(self.model_path, self.device,
+                                                  overrides={"frontend_conf": {"dither": 0.0}})
+        self.precision = Precision(self.compute_type, self.device)
+        self.precision.prepare(self.asr.model, self.asr.checkpoint)
+        release_free_memory()
+        # True: padded encoder frames are zeroed, so a segment's result does not depend on its
+        # batch (it equals FunASR's one-at-a-time result); False: exactly FunASR's batched model.inference.
+        self.mask_padding = True
+        self.word_pieces = False  # True: one piece per word, for punctuation over the whole text
+        self.punctuator = self._load_punctuator() if punctuator is True else (punctuator or None)
+
+    def _set_threads(self) -> None:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
+    def _load_punctuator(self) -> Punctuator | None:
+        from ..errors import ModelNotFoundError
+        from ..paraformer_models import resolve_funasr_model
+
+        opts = self.options
+        if not opts.punctuate:
+            return None
+        try:
+            path = resolve_funasr_model(opts.punc_model or "ct-punc", "punctuation model")
+        except ModelNotFoundError as error:
+            if opts.punc_model is not None:
+                raise
+            log.warning("no punctuation: %s", error)
+            return None
+        return Punctuator(path, self.device)
+
+    # --- the Backend protocol -------------------------------------------------------------
+    def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+        try:
+            recognised = self.recognise([item.samples for item in batch])
+        except (RuntimeError, MemoryError) as error:
+            if is_out_of_memory(error):
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                raise BackendOutOfMemory(str(error)) from error
+            raise
+        return [
+            SegmentResult(item.index, self._pieces(item, rec), language=self._decode.language,
+                          tokens=tuple(rec.tokens))
+            for item, rec in zip(batch, recognised)
+        ]
+
+    def _pieces(self, item: AudioSegment, rec: Recognised) -> tuple[TextSegment, ...]:
+        if not rec.words:
+            return ()
+        # a packed segment (speech spans joined without their gaps) maps its own times to the file's
+        at = getattr(item, "absolute", None) or (lambda offset: item.start + offset)
+        words = [Word(w, round(at(s), 3), round(at(e), 3)) for w, (s, e) in zip(rec.words, rec.times)]
+        if len(words) != len(rec.words):  # no word times (plain Paraformer): the segment is the piece
+            return (TextSegment(round(item.start, 3), round(item.end, 3), rec.text),)
+        if self.word_pieces:
+            return tuple(TextSegment(w.start, w.end, w.text) for w in words)
+        if self._decode.timestamps and self.punctuator is not None:
+            sentences = self.punctuator.sentences(words)
+            if sentences is not None:
+                return tuple(sentences)
+        return (TextSegment(words[0].start, words[-1].end, rec.text),)
+
+    # --- recognition ----------------------------------------------------------------------
+    def recognise(self, samples: Sequence) -> list[Recognised]:
+        """Recognise a batch of 16 kHz float32 arrays (one padded batch through the model)."""
+        self._set_threads()
+        out = [Recognised() for _ in samples]
+        keep = [i for i, s in enumerate(samples) if len(s) >= MIN_SAMPLES]
+        if not keep:
+            return out
+        with torch.inference_mode():
+            rows = self._run([samples[i] for i in keep], reduced=True)
+            if rows is None:  # a NaN in reduced precision: this batch again in fp32
+                self.precision.nan_fallbacks += 1
+                log.warning("NaN in %s outputs; running the batch again in float32", self.compute_type)
+                rows = self._run([samples[i] for i in keep], reduced=False)
+        for i, rec in zip(keep, rows):
+            out[i] = rec
+        return out
+
+    def features(self, samples: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        """FunASR's own feature path for a batch: padded fbank+LFR+CMVN features and lengths."""
+        frontend = self.asr.frontend
+        audio = load_audio_text_image_video(list(samples), fs=frontend.fs, audio_fs=SAMPLE_RATE)
+        speech, lengths = extract_fbank(audio, data_type="sound", frontend=frontend)
+        return speech.to(self.device), lengths.to(self.device)
+
+    def encode(self, samples: Sequence, *, reduced: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        speech, lengths = self.features(samples)
+        with self.precision.reduced(reduced):
+            encoder_out, encoder_lens = self.asr.model.encode(speech, lengths)
+        if isinstance(encoder_out, tuple):
+            encoder_out = encoder_out[0]
+        return encoder_out.float(), encoder_lens
+
+    def _run(self, samples: Sequence, *, reduced: bool) -> list[Recognised] | None:
+        model = self.asr.model
+        self.precision.active = reduced
+        encoder_out, encoder_lens = self.encode(samples, reduced=reduced)
+        if reduced and self.precision.guarded and has_nan(encoder_out):
+            return None  # before the predictor, whose token counts a NaN would wreck
+        if self.mask_padding and len(samples) > 1:
+            # The encoder leaves values in padded frames. The predictor's convolution reads one
+            # frame past each item's end and its tail step integrates one frame there, so with
+            # those values a segment's tokens depend on what it was batched with; zeros are what
+            # a segment run alone sees (FunASR's ConstantPad1d and its appended tail frame).
+            pad = make_pad_mask(encoder_lens, maxlen=encoder_out.size(1)).to(encoder_out.device)
+            encoder_out = encoder_out.masked_fill(pad[..., None], 0.0)
+        head_logits: list[torch.Tensor] = []
+        head = getattr(model.predictor, "cif_output2", None) if hasattr(model, "calc_predictor_timestamp") else None
+        hook = head.register_forward_hook(lambda _m, _i, o: head_logits.append(o)) if head is not None else None
+        try:
+            embeds, token_num, _alphas, _peaks = model.calc_predictor(encoder_out, encoder_lens)[:4]
+        finally:
+            if hook is not None:
+                hook.remove()
+        token_num = token_num.round().long()
+        if int(token_num.max()) < 1:
+            return [Recognised() for _ in samples]
+        with self.precision.reduced(reduced):
+            decoder_out, _ = model.cal_decoder_with_predictor(encoder_out, encoder_lens, embeds, token_num)
+        decoder_out = decoder_out.float()
+        if reduced and self.precision.guarded and has_nan(decoder_out):
+            return None
+        us_alphas = us_peaks = None
+        if head is not None:
+            if head_logits:
+                us_alphas, us_peaks = self._upsampled_timestamps(head_logits[-1], encoder_out, encoder_lens, token_num)
+            else:  # a predictor that does not run its timestamp head in forward
+                _, _, us_alphas, us_peaks = model.calc_predictor_timestamp(encoder_out, encoder_lens, token_num)
+        return [
+            self._decode_item(decoder_out[i, : token_num[i]], int(encoder_lens[i]),
+                              None if us_alphas is None else (us_alphas[i], us_peaks[i]))
+            for i in range(len(samples))
+        ]
+
+    def _upsampled_timestamps(self, logits, encoder_out, encoder_lens, token_num):
+        """CifPredictorV3.get_upsample_timestamp from its head's output, computed in forward."""
+        p = self.asr.model.predictor
+        mask = (~make_pad_mask(encoder_lens, maxlen=encoder_out.size(1))[:, None, :]).to(encoder_out.device)
+        alphas2 = torch.sigmoid(logits)
+        alphas2 = torch.nn.functional.relu(alphas2 * p.smooth_factor2 - p.noise_threshold2)
+        mask2 = mask.repeat(1, p.upsample_times, 1).transpose(-1, -2).reshape(alphas2.shape[0], -1)
+        alphas2 = (alphas2 * mask2.unsqueeze(-1)).squeeze(-1)
+        alphas2 *= (token_num / alphas2.sum(-1))[:, None].repeat(1, alphas2.size(1))
+        return alphas2, cif_wo_hidden(alphas2, p.threshold - 1e-4)
+
+    def _decode_item(self, am_scores, encoder_len: int, upsampled) -> Recognised:
+        model, tokenizer = self.asr.model, self.asr.tokenizer
+        ids = [t for t in am_scores.argmax(dim=-1).tolist() if t not in (model.eos, model.sos, model.blank_id)]
+        if tokenizer is None:
+            return Recognised(tokens=ids)
+        tokens = tokenizer.ids2tokens(ids)
+        if upsampled is None:
+            _, words = sentence_postprocess(tokens)
+            return Recognised(ids, list(words), [])
+        alphas, peaks = upsampled
+        _, stamps = ts_prediction_lfr6_standard(alphas[: encoder_len * UPSAMPLE], peaks[: encoder_len * UPSAMPLE],
+                                                copy.copy(tokens), vad_offset=0)
+        _, stamps, words = sentence_postprocess(tokens, stamps)
+        times = [(s / 1000, e / 1000) for s, e in stamps] if len(stamps) == len(words) else []
+        return Recognised(ids, list(words), times)

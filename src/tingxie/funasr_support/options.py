@@ -1,0 +1,57 @@
+"""Options of the FunASR pipeline (VAD and punctuation models) and their command-line flags.
+
+Imports neither torch nor funasr: the CLI and tingxie.options use it in the default install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import OptionError
+
+SILERO = "silero"
+
+
+@dataclass(frozen=True)
+class ParaformerOptions:
+    """Which helper models run around a Paraformer model.
+
+    vad_model: "silero" (tingxie's ONNX Silero VAD, the default), "fsmn-vad", or a FunASR model
+    directory. punc_model: None means ct-punc where it is on this machine (and no punctuation,
+    with a warning, where it is not); a name or directory given explicitly must be found.
+    punctuate False turns punctuation off (--no-punc).
+    """
+
+    vad_model: str = SILERO
+    punc_model: str | None = None
+    punctuate: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.vad_model:
+            raise OptionError("--vad-model must not be empty")
+        if self.punc_model is not None and not self.punc_model:
+            raise OptionError("--punc-model must not be empty")
+        if not self.punctuate and self.punc_model is not None:
+            raise OptionError("--no-punc and --punc-model cannot be given together")
+
+
+def add_funasr_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Paraformer pipeline's flags on the `transcribe` command."""
+    group = parser.add_argument_group("Paraformer (FunASR) models")
+    group.add_argument("--vad-model", default=SILERO,
+                       help="speech detection for Paraformer: silero (default), fsmn-vad, or a FunASR model directory")
+    group.add_argument("--punc-model", default=None,
+                       help="punctuation model: ct-punc (default where present), ct-punc-c, or a FunASR model directory")
+    group.add_argument("--no-punc", action="store_true", help="no punctuation (Paraformer models)")
+
+
+def with_funasr_options(options, args: argparse.Namespace):
+    """TranscribeOptions with the Paraformer flags of args set on its ModelOptions."""
+    paraformer = ParaformerOptions(
+        vad_model=getattr(args, "vad_model", SILERO),
+        punc_model=getattr(args, "punc_model", None),
+        punctuate=not getattr(args, "no_punc", False),
+    )
+    return dataclasses.replace(options, model=dataclasses.replace(options.model, paraformer=paraformer))

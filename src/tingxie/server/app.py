@@ -1,0 +1,166 @@
+"""The HTTP routes: OpenAI's transcription API, durable jobs, health and metrics.
+
+Handlers only translate between HTTP and the service: parse and check the form, save the
+upload, submit, wait or answer at once, render. Every error leaves as OpenAI's error JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..audio import probe_duration
+from ..errors import AudioDecodeError
+from .api_errors import ApiError, bad_request
+from .config import ServerConfig
+from .form import read_request, remove_quietly, save_upload
+from .formats import RESPONSE_FORMATS, render
+from .guard import Guard
+from .limits import duration_error
+from .metrics import Metrics
+from .service import TranscriptionService
+from .work import Work
+
+DISCONNECT_POLL_S = 1.0
+
+
+def create_app(service: TranscriptionService, config: ServerConfig, metrics: Metrics):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await run_in_threadpool(service.stop)  # the running batch finishes and is recorded
+
+    app = FastAPI(title="tingxie", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    started = int(time.time())
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        return JSONResponse(ApiError(error.status_code, str(error.detail)).body(), status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        return JSONResponse(bad_request(f"invalid request: {error.errors()}").body(), status_code=400)
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "model": service.model_name, "queued": len(service.live)}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [_model(name, started) for name in (service.model_name, *config.model_aliases)]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str):
+        if model not in (service.model_name, *config.model_aliases):
+            raise ApiError(404, f"model {model!r} is not loaded", param="model", code="model_not_found")
+        return _model(model, started)
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request):
+        work = await _admit(request, service, config, durable=False)
+        await _wait(work, request, service)
+        if work.state != "succeeded":
+            raise work.error or ApiError(499, "the request was cancelled", code="cancelled")
+        body, media_type = render(service.transcript(work), work.options.response_format,
+                                  duration_s=work.total_s or 0.0, temperature=service.transcriber.options.decode.temperature)
+        return Response(body, media_type=media_type)
+
+    @app.post("/v1/jobs", status_code=202)
+    async def create_job(request: Request):
+        work = await _admit(request, service, config, durable=True)
+        return JSONResponse(service.job_view(work.id), status_code=202, headers={"Location": f"/v1/jobs/{work.id}"})
+
+    @app.get("/v1/jobs/{job_id}")
+    async def get_job(job_id: str):
+        return _job_or_404(service, job_id)
+
+    @app.get("/v1/jobs/{job_id}/result")
+    async def job_result(job_id: str, format: str | None = None):
+        view = _job_or_404(service, job_id)
+        fmt = format or view["response_format"]
+        if fmt not in RESPONSE_FORMATS:
+            raise bad_request(f"format must be one of {', '.join(RESPONSE_FORMATS)}, not {fmt!r}", param="format")
+        if view["state"] != "succeeded":
+            reason = f": {view['error']['message']}" if view["error"] else ""
+            raise ApiError(409, f"job {job_id} is {view['state']}{reason}; no result", code=f"job_{view['state']}")
+        record = await run_in_threadpool(service.store.get, job_id)
+        transcript = await run_in_threadpool(service.stored_transcript, record)
+        body, media_type = render(transcript, fmt, duration_s=record.audio_total_s or 0.0,
+                                  temperature=service.transcriber.options.decode.temperature)
+        return Response(body, media_type=media_type)
+
+    @app.delete("/v1/jobs/{job_id}")
+    async def cancel_job(job_id: str):
+        _job_or_404(service, job_id)
+        await run_in_threadpool(service.cancel, job_id)  # a finished job stays as it is
+        return _job_or_404(service, job_id)
+
+    return Guard(app, api_keys=config.api_keys, max_upload_bytes=config.max_upload_bytes, metrics=metrics)
+
+
+async def _admit(request: Request, service: TranscriptionService, config: ServerConfig, *, durable: bool) -> Work:
+    options, upload = await read_request(request, config.max_upload_bytes)
+    try:
+        service.check_options(options)
+        await run_in_threadpool(service.check_room)
+        job_id, path = await run_in_threadpool(save_upload, upload, config.uploads, config.max_upload_bytes)
+    finally:
+        await upload.close()
+    try:
+        total_s = await run_in_threadpool(_probe, path, options.filename, config.max_duration_s)
+        return await run_in_threadpool(lambda: service.submit(job_id, options, path, total_s, durable=durable))
+    except BaseException:
+        remove_quietly(path)
+        raise
+
+
+def _probe(path, filename: str, max_duration_s: float | None) -> float | None:
+    """The length the header states, refusing a corrupt or too long input before it is queued."""
+    try:
+        seconds = probe_duration(str(path))
+    except AudioDecodeError as error:
+        raise bad_request(str(error).replace(str(path), filename), param="file", code="invalid_audio") from None
+    if seconds is not None and max_duration_s is not None and seconds > max_duration_s:
+        raise duration_error(seconds, max_duration_s)
+    return seconds
+
+
+async def _wait(work: Work, request: Request, service: TranscriptionService) -> None:
+    """Until the work ends; a client that hangs up cancels its request."""
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+    work.add_done_callback(lambda _: loop.call_soon_threadsafe(ended.set))
+    while not ended.is_set():
+        try:
+            await asyncio.wait_for(ended.wait(), DISCONNECT_POLL_S)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                await run_in_threadpool(service.cancel, work.id)
+                await ended.wait()
+
+
+def _job_or_404(service: TranscriptionService, job_id: str) -> dict:
+    view = service.job_view(job_id)
+    if view is None:
+        raise ApiError(404, f"no job {job_id!r}", param="job_id", code="job_not_found")
+    return view
+
+
+def _model(name: str, created: int) -> dict:
+    return {"id": name, "object": "model", "created": created, "owned_by": "tingxie"}

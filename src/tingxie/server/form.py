@@ -1,0 +1,117 @@
+"""The multipart form of a transcription request, read and checked; the upload saved to disk.
+
+Only the uploaded bytes are ever read: no field is taken as a path or URL on this server,
+and the client's file name is kept only (reduced to its last component) to name the audio
+in messages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from .api_errors import ApiError, bad_request
+from .formats import RESPONSE_FORMATS
+from .limits import upload_error
+from .work import RequestOptions
+
+GRANULARITIES = ("segment", "word")
+
+
+async def read_request(request: Request, max_upload_bytes: int) -> tuple[RequestOptions, UploadFile]:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise bad_request("send the audio as multipart/form-data with a 'file' part", param="file")
+    try:
+        form = await request.form(max_files=1, max_fields=32, max_part_size=64 * 1024)
+    except ApiError:
+        raise
+    except Exception as error:  # malformed multipart: a client error, never a 500
+        raise bad_request(f"malformed multipart body: {getattr(error, 'message', error)}") from None
+    upload = form.get("file")
+    if upload is None:
+        raise bad_request("the 'file' part is required", param="file")
+    if not isinstance(upload, UploadFile):
+        raise bad_request("'file' must be an uploaded file, not a text field (the server reads no paths)",
+                          param="file")
+    if upload.size is not None and upload.size > max_upload_bytes:
+        raise upload_error(max_upload_bytes)
+    if _text(form, "stream") in ("true", "1"):
+        raise bad_request("streaming responses are not supported", param="stream")
+    granularities = tuple(str(g) for g in form.getlist("timestamp_granularities[]") + form.getlist(
+        "timestamp_granularities"))
+    for granularity in granularities:
+        if granularity not in GRANULARITIES:
+            raise bad_request(f"timestamp_granularities: {granularity!r} is not one of segment, word",
+                              param="timestamp_granularities[]")
+    if "word" in granularities:
+        raise bad_request("word timestamps are not supported; ask for 'segment'", param="timestamp_granularities[]")
+    response_format = _text(form, "response_format") or "json"
+    if response_format not in RESPONSE_FORMATS:
+        raise bad_request(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, not {response_format!r}",
+                          param="response_format")
+    options = RequestOptions(
+        filename=_display_name(upload.filename),
+        model=_text(form, "model") or "",
+        response_format=response_format,
+        language=_text(form, "language") or None,
+        prompt=_text(form, "prompt") or None,
+        temperature=_temperature(_text(form, "temperature")),
+        timestamp_granularities=granularities,
+    )
+    return options, upload
+
+
+def save_upload(upload: UploadFile, directory: Path, max_upload_bytes: int) -> tuple[str, Path]:
+    """Copy the spooled upload into the upload folder under a fresh id (blocking: run in a thread)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    job_id = uuid.uuid4().hex
+    path = directory / f"{job_id}.upload"
+    upload.file.seek(0)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(upload.file, out, 1 << 20)
+    if path.stat().st_size > max_upload_bytes:
+        path.unlink(missing_ok=True)
+        raise upload_error(max_upload_bytes)
+    return job_id, path
+
+
+def _text(form, name: str) -> str:
+    value = form.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, UploadFile):
+        raise bad_request(f"'{name}' must be a text field", param=name)
+    return value.strip()
+
+
+def _temperature(text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise bad_request(f"temperature must be a number, not {text!r}", param="temperature") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise bad_request(f"temperature must be between 0 and 1, not {text}", param="temperature")
+    return value
+
+
+def _display_name(filename: str | None) -> str:
+    """The last component of whatever name the client sent (either slash), printable."""
+    name = PureWindowsPath(PurePosixPath(filename or "").name).name
+    name = "".join(ch for ch in name if ch.isprintable())[:200]
+    return name or "audio"
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,67 @@
+"""Results in OpenAI's response formats: json, text, srt, vtt, verbose_json.
+
+srt and vtt come from tingxie's own writers, so the server's subtitles are byte for byte the
+CLI's. verbose_json fills what the backend reports; Whisper's per-segment log-probabilities
+and no-speech probabilities are not kept by the batched decoder, so they read 0.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from typing import Iterable
+
+from ..segments import RunStats, Transcript
+from ..writers import render as render_file
+from ..writers.cues import cue_span
+from .store import FinishedSegment
+
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json", "text": "text/plain; charset=utf-8",
+               "srt": "text/plain; charset=utf-8", "vtt": "text/vtt; charset=utf-8"}
+
+
+def build_transcript(finished: Iterable[FinishedSegment], *, source: str, model: str, stats: RunStats) -> Transcript:
+    """The transcript as the CLI builds it: pieces in time order, the most common language."""
+    results = [f.result for f in sorted(finished, key=lambda f: f.index)]
+    languages = [r.language for r in results if r.language]
+    return Transcript(source=source, model=model,
+                      language=max(set(languages), key=languages.count) if languages else None,
+                      segments=[piece for r in results for piece in r.pieces], stats=stats)
+
+
+def render(transcript: Transcript, fmt: str, *, duration_s: float, temperature: float) -> tuple[str, str]:
+    """(body, media type) of a finished transcription in one of RESPONSE_FORMATS."""
+    usage = {"type": "duration", "seconds": math.ceil(duration_s)}
+    if fmt == "json":
+        body = json.dumps({"text": transcript.text, "usage": usage}, ensure_ascii=False)
+    elif fmt == "text":
+        body = transcript.text + "\n"
+    elif fmt in ("srt", "vtt"):
+        body = render_file(transcript, fmt)
+    elif fmt == "verbose_json":
+        body = json.dumps(_verbose(transcript, duration_s, temperature) | {"usage": usage}, ensure_ascii=False)
+    else:
+        raise ValueError(f"unknown response format {fmt!r}")
+    return body, MEDIA_TYPES[fmt]
+
+
+def _verbose(transcript: Transcript, duration_s: float, temperature: float) -> dict:
+    segments = []
+    for i, piece in enumerate(transcript.segments):
+        start, end = cue_span(piece)  # the same rounded times as the subtitles
+        text = piece.text.strip()
+        segments.append({
+            "id": i, "seek": int(start / 10), "start": start / 1000, "end": end / 1000, "text": " " + text,
+            "tokens": [], "temperature": temperature, "avg_logprob": 0.0,
+            "compression_ratio": _compression_ratio(text), "no_speech_prob": 0.0,
+        })
+    return {"task": "transcribe", "language": transcript.language or "", "duration": round(duration_s, 3),
+            "text": transcript.text, "segments": segments}
+
+
+def _compression_ratio(text: str) -> float:
+    """As Whisper computes it: raw bytes over zlib-compressed bytes (high means repetitive)."""
+    data = text.encode("utf-8")
+    return round(len(data) / len(zlib.compress(data)), 3) if data else 0.0

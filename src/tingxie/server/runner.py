@@ -1,0 +1,84 @@
+"""Build the whole server from a loaded Transcriber, and run it on uvicorn.
+
+serve() blocks (the CLI); running() starts it on a background thread and yields its URL
+(tests and benchmarks, with port 0 for a free port).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Iterator
+
+import uvicorn
+
+from ..pipeline import Transcriber
+from .app import create_app
+from .config import ServerConfig
+from .metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
+from .service import TranscriptionService
+
+
+def build(transcriber: Transcriber, config: ServerConfig) -> tuple[object, TranscriptionService]:
+    metrics = Metrics()
+    service = TranscriptionService(transcriber, config, metrics)
+    _register(metrics, service)
+    return create_app(service, config, metrics), service
+
+
+def _register(metrics: Metrics, service: TranscriptionService) -> None:
+    from ..resources import current_rss_bytes, peak_rss_bytes
+
+    def speed() -> float:
+        busy = metrics.value("tingxie_busy_seconds_total")
+        return metrics.value("tingxie_audio_seconds_done_total") / busy if busy > 0 else 0.0
+
+    metrics.gauge("tingxie_queue_depth", "Requests and jobs admitted and not finished.", lambda: len(service.live))
+    metrics.gauge("tingxie_queued_segments", "Decoded segments waiting for a batch.", service.scheduler.queued_segments)
+    metrics.counter("tingxie_audio_seconds_done_total", "Audio seconds transcribed (progress of every request and job).")
+    metrics.counter("tingxie_busy_seconds_total", "Wall seconds the backend spent running batches.")
+    metrics.gauge("tingxie_speed", "Audio seconds transcribed per second of backend time.", speed)
+    metrics.gauge("tingxie_memory_peak_bytes", "Peak resident memory of the server process.", peak_rss_bytes)
+    metrics.gauge("tingxie_memory_resident_bytes", "Resident memory of the server process now.", current_rss_bytes)
+    metrics.counter("tingxie_oom_retries_total", "Batches split and retried after running out of memory.")
+    metrics.counter("tingxie_batches_total", "Batches run on the backend.")
+    metrics.histogram("tingxie_batch_size", "Segments per batch.", BATCH_BUCKETS)
+    metrics.counter("tingxie_submitted_total", "Requests and jobs admitted.")
+    metrics.counter("tingxie_finished_total", "Requests and jobs finished, by final state.")
+    metrics.counter("tingxie_rejected_total", "Requests refused before admission, by reason.")
+    metrics.counter("tingxie_requests_total", "HTTP requests, by route, method and status.")
+    metrics.histogram("tingxie_request_seconds", "HTTP request latency, by route and method.", LATENCY_BUCKETS)
+    for name in ("tingxie_oom_retries_total", "tingxie_batches_total", "tingxie_busy_seconds_total",
+                 "tingxie_audio_seconds_done_total"):
+        metrics.inc(name, 0)  # present from the first scrape
+
+
+def serve(transcriber: Transcriber, config: ServerConfig, host: str, port: int, log_level: str = "info") -> None:
+    app, service = build(transcriber, config)
+    service.start()  # the app's lifespan stops it, before uvicorn re-raises a SIGTERM it caught
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, log_level=log_level,
+                timeout_graceful_shutdown=5)
+
+
+@contextlib.contextmanager
+def running(transcriber: Transcriber, config: ServerConfig, host: str = "127.0.0.1",
+            port: int = 0) -> Iterator[tuple[str, TranscriptionService]]:
+    app, service = build(transcriber, config)
+    service.start()
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                           lifespan="off", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="tingxie-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"http://{bound[0]}:{bound[1]}", service
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        service.stop()

@@ -1,0 +1,224 @@
+"""The server's state: admitted works, the job store and the scheduler, behind plain methods.
+
+The HTTP layer (app.py) calls submit / job_view / result / cancel; the scheduler calls back
+record (make finished segments durable) and settled (a work ended). On start, jobs the store
+holds as unfinished are resumed from their last finished segment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+from pathlib import Path
+
+from ..pipeline import Transcriber
+from ..resources import peak_rss_bytes
+from ..segments import RunStats, Transcript
+from .api_errors import ApiError, bad_request
+from .config import ServerConfig
+from .form import remove_quietly
+from .formats import build_transcript
+from .limits import queue_full_error
+from .metrics import Metrics
+from .producer import start_producer
+from .scheduler import Scheduler
+from .store import FinishedSegment, JobRecord, JobStore
+from .work import RequestOptions, Work
+
+log = logging.getLogger("tingxie.server")
+
+
+class TranscriptionService:
+    def __init__(self, transcriber: Transcriber, config: ServerConfig, metrics: Metrics):
+        self.transcriber = transcriber
+        self.config = config
+        self.metrics = metrics
+        self.store = JobStore(config.db_path)
+        self.scheduler = Scheduler(transcriber.backend, transcriber.memory, transcriber.options.batch.max_batch_size,
+                                   self, metrics, max_active=config.max_active,
+                                   queued_per_work=config.queued_segments_per_job,
+                                   quantum_s=config.fairness_quantum_s)
+        self.live: dict[str, Work] = {}  # admitted and not yet settled
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._stopped = False
+
+    @property
+    def model_name(self) -> str:
+        return self.transcriber.backend.name
+
+    def start(self) -> None:
+        self.scheduler.start()
+        unfinished = self.store.unfinished()
+        self._sweep_uploads({Path(record.upload_path or "").name for record in unfinished})
+        for record in unfinished:
+            self._resume(record)
+
+    def _sweep_uploads(self, keep: set[str]) -> None:
+        """Uploads no unfinished job owns: requests cut off by a crash, jobs that never got a row."""
+        folder = self.config.uploads
+        for path in folder.glob("*.upload") if folder.is_dir() else ():
+            if path.name not in keep:
+                remove_quietly(path)
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.scheduler.stop()
+            self.store.close()
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def check_options(self, options: RequestOptions) -> None:
+        """400 for what the loaded model cannot honour: its decode options are fixed at load."""
+        if options.model and options.model not in (self.model_name, *self.config.model_aliases):
+            raise bad_request(f"model {options.model!r} is not loaded; this server serves {self.model_name!r} "
+                              f"(also as {', '.join(self.config.model_aliases)})", param="model", code="model_not_found")
+        loaded = self.transcriber.options.decode
+        english_only = not getattr(self.transcriber.backend, "multilingual", True)
+        if options.language and options.language != loaded.language and not (
+                english_only and options.language == "en" and loaded.language is None):
+            serving = f"language {loaded.language!r}" if loaded.language else "per-window language detection"
+            raise bad_request(f"language {options.language!r} cannot be honoured: this server runs with {serving}; "
+                              f"start it with --language {options.language}", param="language",
+                              code="unsupported_language")
+        if options.prompt and options.prompt != loaded.initial_prompt:
+            raise bad_request("a prompt is not supported by this server (decode options are fixed when it starts)",
+                              param="prompt")
+        if options.temperature is not None and not math.isclose(options.temperature, loaded.temperature):
+            raise bad_request(f"temperature {options.temperature:g} cannot be honoured: this server decodes at "
+                              f"temperature {loaded.temperature:g}", param="temperature")
+
+    def check_room(self) -> None:
+        """429 when the queue is full: before an upload touches the disk, and again at submit."""
+        if len(self.live) >= self.config.max_queue:
+            self.metrics.inc("tingxie_rejected_total", reason="queue_full")
+            raise queue_full_error(self._retry_after_s(), self.config.max_queue)
+
+    def submit(self, job_id: str, options: RequestOptions, upload: Path, total_s: float | None, *,
+               durable: bool) -> Work:
+        with self._lock:
+            self.check_room()
+            work = Work(job_id, options, upload, durable, total_s, next(self._seq))
+            if durable:
+                self.store.create(job_id, options.to_json(), str(upload), total_s, work.created_at)
+            self.live[job_id] = work
+        self._start(work)
+        self.metrics.inc("tingxie_submitted_total", kind="job" if durable else "request")
+        log.info("submitted", extra={"fields": {"id": job_id, "durable": durable, "audio_s": total_s,
+                                                "file": options.filename}})
+        return work
+
+    def _retry_after_s(self) -> int:
+        """When a slot may free: the least remaining audio of a live work at the measured speed."""
+        busy = self.metrics.value("tingxie_busy_seconds_total")
+        speed = self.metrics.value("tingxie_audio_seconds_done_total") / busy if busy > 0 else 1.0
+        with self.scheduler.cond:
+            remaining = [max(0.0, (w.total_s or w.decoded_s) - w.audio_done_s()) for w in self.live.values()]
+        return int(min(300, max(1, math.ceil(min(remaining, default=1.0) / max(speed, 1e-3)))))
+
+    def _start(self, work: Work) -> None:
+        self.scheduler.add(work)
+        start_producer(work, self.scheduler, self.transcriber, self.config.max_duration_s)
+
+    def _resume(self, record: JobRecord) -> None:
+        work = Work(record.id, RequestOptions.from_json(record.options), Path(record.upload_path or ""), True,
+                    record.audio_total_s, next(self._seq), created_at=record.created_at,
+                    processing_s=record.processing_s)
+        work.first_started_at, work.done_floor_s = record.started_at, record.audio_done_s
+        for finished in self.store.segments(record.id):
+            work.finished[finished.index] = finished
+            work.served_s += self.transcriber.backend.shape.padded_seconds([finished.end - finished.start])
+        with self._lock:
+            self.live[work.id] = work
+        log.info("resumed", extra={"fields": {"id": work.id, "segments_done": len(work.finished)}})
+        if not work.upload.is_file():
+            self.scheduler.add(work)
+            self.scheduler.end(work, "failed", ApiError(500, "the upload of this job is gone", code="upload_lost"))
+            return
+        self._start(work)
+
+    def cancel(self, job_id: str) -> bool:
+        work = self.live.get(job_id)
+        return work is not None and self.scheduler.end(work, "cancelled")
+
+    # -- callbacks from the scheduler ------------------------------------------------------------
+
+    def record(self, work: Work, finished: list[FinishedSegment]) -> None:
+        if not work.durable:
+            return
+        with self.scheduler.cond:
+            done_s = work.audio_done_s(finishing=frozenset(f.index for f in finished))
+            fields = {"state": "running", "audio_done_s": done_s, "processing_s": work.elapsed_s(),
+                      "peak_memory_bytes": peak_rss_bytes()}
+            if work.first_started_at is None:
+                work.first_started_at = fields["started_at"] = work.started_at
+        self.store.record(work.id, finished, **fields)
+
+    def settled(self, work: Work) -> None:
+        transcript = self.transcript(work) if work.state == "succeeded" else None
+        if work.durable:
+            error = work.error
+            self.store.update(work.id, state=work.state, finished_at=work.finished_at,
+                              audio_total_s=work.total_s, audio_done_s=work.audio_done_s(),
+                              processing_s=work.elapsed_s(), peak_memory_bytes=max(work.peak_memory_bytes,
+                                                                                    peak_rss_bytes()),
+                              segments_total=len(work.finished), language=transcript and transcript.language,
+                              error=error and error.message, error_status=error and error.status)
+        remove_quietly(work.upload)
+        with self._lock:
+            self.live.pop(work.id, None)
+        self.metrics.inc("tingxie_finished_total", state=work.state, kind="job" if work.durable else "request")
+        log.info("finished", extra={"fields": {
+            "id": work.id, "state": work.state, "audio_s": work.total_s, "wall_s": round(work.elapsed_s(), 3),
+            "speed": round(work.speed(), 3), "batches": work.batches,
+            "error": work.error and work.error.message}})
+        work.notify_done()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def transcript(self, work: Work) -> Transcript:
+        stats = RunStats(audio_seconds=work.total_s or work.decoded_s, wall_seconds=work.elapsed_s(),
+                         peak_rss_bytes=work.peak_memory_bytes, batches=work.batches, segments=len(work.finished))
+        return build_transcript(work.finished.values(), source=work.options.filename, model=self.model_name,
+                                stats=stats)
+
+    def stored_transcript(self, record: JobRecord) -> Transcript:
+        stats = RunStats(audio_seconds=record.audio_total_s or 0.0, wall_seconds=record.processing_s,
+                         peak_rss_bytes=record.peak_memory_bytes or 0, segments=record.segments_total or 0)
+        return build_transcript(self.store.segments(record.id), source=record.options.get("filename", "audio"),
+                                model=self.model_name, stats=stats)
+
+    def job_view(self, job_id: str) -> dict | None:
+        work = self.live.get(job_id)
+        if work is not None and work.durable:
+            with self.scheduler.cond:
+                return _view(work.id, work.state, work.options, work.created_at, work.first_started_at or work.started_at,
+                             work.finished_at, work.audio_done_s(), work.total_s, len(work.finished), work.speed(),
+                             work.peak_memory_bytes or None, work.error and work.error.message,
+                             work.error and work.error.status)
+        record = self.store.get(job_id)
+        if record is None:
+            return None
+        elapsed = record.processing_s
+        return _view(record.id, record.state, RequestOptions.from_json(record.options), record.created_at,
+                     record.started_at, record.finished_at, record.audio_done_s, record.audio_total_s,
+                     self.store.count_segments(job_id), record.audio_done_s / elapsed if elapsed > 0 else 0.0, record.peak_memory_bytes,
+                     record.error, record.error_status)
+
+
+def _view(job_id, state, options: RequestOptions, created, started, finished, done_s, total_s, segments_done,
+          speed, peak, error, error_status) -> dict:
+    fraction = min(1.0, done_s / total_s) if total_s else (1.0 if state == "succeeded" else 0.0)
+    return {
+        "id": job_id, "object": "transcription.job", "state": state, "model": options.model or None,
+        "filename": options.filename, "response_format": options.response_format,
+        "created_at": created, "started_at": started, "finished_at": finished,
+        "progress": {"audio_done_s": round(done_s, 3), "audio_total_s": total_s and round(total_s, 3),
+                     "fraction": round(fraction, 4), "segments_done": segments_done},
+        "speed": round(speed, 3), "peak_memory_bytes": peak,
+        "error": {"message": error, "status": error_status} if error else None,
+    }
+

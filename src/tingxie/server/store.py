@@ -1,0 +1,169 @@
+"""Durable jobs in SQLite: one row per job, one row per finished segment.
+
+WAL mode with synchronous=NORMAL: a committed transaction survives the process being killed
+(only a power cut may lose the last few), and readers never block the scheduler's writes.
+One connection behind a lock: the writes are small and few (one transaction per job per batch).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..segments import SegmentResult, TextSegment
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    options TEXT NOT NULL,
+    upload_path TEXT,
+    audio_total_s REAL,
+    audio_done_s REAL NOT NULL DEFAULT 0,
+    segments_total INTEGER,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    processing_s REAL NOT NULL DEFAULT 0,
+    peak_memory_bytes INTEGER,
+    language TEXT,
+    error TEXT,
+    error_status INTEGER
+);
+CREATE TABLE IF NOT EXISTS segments (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (job_id, idx)
+);
+"""
+_COLUMNS = ("id", "state", "options", "upload_path", "audio_total_s", "audio_done_s", "segments_total",
+            "created_at", "started_at", "finished_at", "processing_s", "peak_memory_bytes", "language",
+            "error", "error_status")
+
+
+@dataclass
+class JobRecord:
+    id: str
+    state: str
+    options: dict[str, Any]
+    upload_path: str | None
+    audio_total_s: float | None
+    audio_done_s: float
+    segments_total: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    processing_s: float
+    peak_memory_bytes: int | None
+    language: str | None
+    error: str | None
+    error_status: int | None
+
+
+@dataclass(frozen=True)
+class FinishedSegment:
+    index: int
+    start: float
+    end: float
+    result: SegmentResult
+
+
+class JobStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(f"{path}: job database has schema {version}; this tingxie reads {SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(self, job_id: str, options: dict[str, Any], upload_path: str, audio_total_s: float | None,
+               created_at: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, state, options, upload_path, audio_total_s, created_at) VALUES (?,?,?,?,?,?)",
+                (job_id, "queued", json.dumps(options), upload_path, audio_total_s, created_at))
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        _check_fields(fields)
+        names = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*fields.values(), job_id))
+
+    def record(self, job_id: str, finished: Iterable[FinishedSegment], **fields: Any) -> None:
+        """Finished segments and the progress of a job still active, in one transaction."""
+        _check_fields(fields)
+        rows = [(job_id, f.index, f.start, f.end, json.dumps(_result_to_json(f.result), ensure_ascii=False))
+                for f in finished]
+        names = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                'INSERT OR REPLACE INTO segments (job_id, idx, start, "end", result) VALUES (?,?,?,?,?)', rows)
+            if fields:  # never over a final state written meanwhile (a cancel racing the batch)
+                self._db.execute(f"UPDATE jobs SET {names} WHERE id = ? AND state IN ('queued', 'running')",
+                                 (*fields.values(), job_id))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _record(row) if row else None
+
+    def unfinished(self) -> list[JobRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def count_segments(self, job_id: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM segments WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    def segments(self, job_id: str) -> list[FinishedSegment]:
+        with self._lock:
+            rows = self._db.execute(
+                'SELECT idx, start, "end", result FROM segments WHERE job_id = ? ORDER BY idx', (job_id,)
+            ).fetchall()
+        return [FinishedSegment(idx, start, end, _result_from_json(idx, json.loads(text))) for idx, start, end, text in rows]
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - set(_COLUMNS[1:])  # column names are interpolated: only known ones
+    if unknown:
+        raise ValueError(f"unknown job fields {sorted(unknown)}")
+
+
+def _record(row: tuple) -> JobRecord:
+    values = dict(zip(_COLUMNS, row))
+    values["options"] = json.loads(values["options"])
+    return JobRecord(**values)
+
+
+def _result_to_json(result: SegmentResult) -> dict[str, Any]:
+    return {"language": result.language, "tokens": list(result.tokens),
+            "pieces": [[p.start, p.end, p.text] for p in result.pieces]}
+
+
+def _result_from_json(index: int, record: dict[str, Any]) -> SegmentResult:
+    return SegmentResult(index=index, pieces=tuple(TextSegment(s, e, t) for s, e, t in record["pieces"]),
+                         language=record["language"], tokens=tuple(record["tokens"]))

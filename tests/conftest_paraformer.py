@@ -1,0 +1,134 @@
+"""Fixtures for the Paraformer (FunASR) tests, loaded as a pytest plugin by those tests.
+
+No weights can be downloaded here, so a small Paraformer (BiCifParaformer: SANM encoder,
+CifPredictorV3, SANM decoder; a few layers of width 64) is built with random weights through
+FunASR's own classes and saved in FunASR's model-directory format. tingxie loads it as it would
+a downloaded one. The decoder's output projection is scaled up, so the best token wins by a wide
+margin and float noise cannot flip a choice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+CLIPS = ("asr_example.wav", "zh/paraformer_example2.flac", "zh/paraformer_example3.flac",
+         "zh/paraformer_example4.flac", "zh/triton_mid.flac")
+
+
+def _require_funasr():
+    pytest.importorskip("torch")
+    pytest.importorskip("funasr")
+
+
+@pytest.fixture(scope="session")
+def zh_clips() -> dict[str, np.ndarray]:
+    """Real Mandarin speech, 16 kHz mono float32, by file stem."""
+    sf = pytest.importorskip("soundfile")
+    clips = {}
+    for name in CLIPS:
+        samples, rate = sf.read(DATA / name, dtype="float32")
+        assert rate == 16000
+        clips[Path(name).stem] = samples
+    return clips
+
+
+@pytest.fixture(scope="session")
+def paraformer_dir(tmp_path_factory, zh_clips) -> Path:
+    _require_funasr()
+    from tingxie.funasr_support.random_model import chinese_vocab, save_model_dir, small_paraformer_config
+
+    return save_model_dir(tmp_path_factory.mktemp("paraformer"), small_paraformer_config(d=64),
+                          chinese_vocab(300), audio_for_cmvn=list(zh_clips.values()), confident=20.0)
+
+
+@pytest.fixture(scope="session")
+def punc_dir(tmp_path_factory) -> Path:
+    _require_funasr()
+    from tingxie.funasr_support.random_model import chinese_vocab, save_model_dir, small_punc_config
+
+    return save_model_dir(tmp_path_factory.mktemp("ct-punc"), small_punc_config(), chinese_vocab(300), seed=1)
+
+
+@pytest.fixture(scope="session")
+def offline(tmp_path_factory):
+    """No network: resolution never tries ModelScope."""
+    old = os.environ.get("TINGXIE_OFFLINE")
+    os.environ["TINGXIE_OFFLINE"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("TINGXIE_OFFLINE", None)
+    else:
+        os.environ["TINGXIE_OFFLINE"] = old
+
+
+# One thread: on a 2-core machine shared with other work, every parallel op waits for a
+# descheduled peer thread; one thread runs these small models several times faster there.
+TEST_THREADS = 1
+
+
+def make_backend(model_dir: Path, *, compute_type: str = "float32", punc: str | None = None,
+                 punctuate: bool = False, threads: int = TEST_THREADS):
+    from tingxie.backends.paraformer import ParaformerBackend
+    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.options import DecodeOptions, ModelOptions
+
+    options = ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type, threads=threads,
+                           paraformer=ParaformerOptions(punc_model=punc, punctuate=punctuate))
+    return ParaformerBackend(model_dir, str(model_dir), options, DecodeOptions())
+
+
+@pytest.fixture(scope="session")
+def make_paraformer(offline):
+    """make_backend, for tests that need a backend of their own (another compute type ...)."""
+    return make_backend
+
+
+@pytest.fixture(scope="session")
+def paraformer(paraformer_dir, offline):
+    """tingxie's backend on the small model: fp32, no punctuation."""
+    return make_backend(paraformer_dir)
+
+
+@pytest.fixture(scope="session")
+def funasr_model(paraformer_dir):
+    """FunASR's own AutoModel on the same directory, with the tests' thread count."""
+    from funasr import AutoModel
+
+    return AutoModel(model=str(paraformer_dir), device="cpu", ncpu=TEST_THREADS, disable_update=True,
+                     disable_pbar=True, log_level="ERROR")
+
+
+@pytest.fixture(scope="session")
+def funasr_alone(funasr_model, zh_clips):
+    """FunASR on each clip alone: generate()'s result and the token ids of its own inference."""
+    import torch
+
+    out = {}
+    for name, samples in zh_clips.items():
+        kwargs = dict(funasr_model.kwargs)
+        kwargs.pop("tokenizer", None)
+        with torch.no_grad():
+            [tokens], _ = funasr_model.model.inference(data_in=[samples], key=[name], tokenizer=None, **kwargs)
+        out[name] = (funasr_model.generate(input=samples)[0], tokens["token_int"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def vad_dir(tmp_path_factory) -> Path:
+    """A random FSMN-VAD whose silence output is pushed down: it hears speech everywhere."""
+    _require_funasr()
+    import torch
+
+    from tingxie.funasr_support.random_model import FSMN_VAD, save_model_dir
+
+    target = save_model_dir(tmp_path_factory.mktemp("fsmn-vad"), FSMN_VAD, [], seed=2)
+    state = torch.load(target / "model.pt", weights_only=True)
+    bias = [k for k in state if k.startswith("encoder.out_linear2") and k.endswith("bias")][0]
+    state[bias][0] = -30.0  # pdf 0 is silence
+    torch.save(state, target / "model.pt")
+    return target

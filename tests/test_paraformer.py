@@ -1,0 +1,136 @@
+"""The Paraformer backend against FunASR itself, on real Mandarin clips and a small random model.
+
+Equality is on token ids: FunASR and tingxie run the same model code, so where they run the same
+batches they must choose the same tokens; where batches differ, the encoder output and the
+token log-probabilities must agree within float tolerance.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["conftest_paraformer"]
+torch = pytest.importorskip("torch")
+pytest.importorskip("funasr")
+
+from tingxie.planner import PlanItem, plan_funasr  # noqa: E402
+from tingxie.segments import AudioSegment  # noqa: E402
+from tingxie.shapes import InputShape, ShapeRule  # noqa: E402
+
+
+def funasr_tokens(funasr_model, batch):
+    """Token ids from FunASR's own batched Paraformer inference on a list of arrays."""
+    kwargs = dict(funasr_model.kwargs)
+    kwargs.pop("tokenizer", None)
+    with torch.no_grad():
+        results, _ = funasr_model.model.inference(data_in=list(batch), key=[f"k{i}" for i in range(len(batch))],
+                                                  tokenizer=None, **kwargs)
+    return [r["token_int"] for r in results]
+
+
+def test_one_segment_at_a_time_equals_funasr_generate(paraformer, funasr_alone, zh_clips):
+    for name, samples in zh_clips.items():
+        expected, expected_tokens = funasr_alone[name]
+        [got] = paraformer.recognise([samples])
+        assert len(got.tokens) > 10, name
+        assert got.tokens == expected_tokens, name
+        assert " ".join(got.words) == expected["text"], name
+        assert [[round(s * 1000), round(e * 1000)] for s, e in got.times] == expected["timestamp"], name
+
+
+def test_funasr_batches_equal_funasr_batched_inference(paraformer, funasr_model, zh_clips):
+    """With FunASR's batch_size_s grouping and unmasked padding, batch for batch as FunASR."""
+    clips = list(zh_clips.values())
+    items = [PlanItem(i, len(s) / 16000) for i, s in enumerate(clips)]
+    plan = plan_funasr(items, batch_size_s=20, batch_threshold_s=None, shape=paraformer.shape)
+    assert max(len(b.item_ids) for b in plan.batches) > 1
+    paraformer.mask_padding = False
+    try:
+        for planned in plan.batches:
+            batch = [clips[i] for i in planned.item_ids]
+            assert [r.tokens for r in paraformer.recognise(batch)] == funasr_tokens(funasr_model, batch)
+    finally:
+        paraformer.mask_padding = True
+
+
+def test_batched_tokens_equal_one_at_a_time(paraformer, funasr_alone, zh_clips):
+    """Masked padding: a segment's tokens do not depend on its batch, so they equal FunASR on CPU."""
+    alone = [funasr_alone[name][1] for name in zh_clips]
+    clips = list(zh_clips.values())
+    assert [r.tokens for r in paraformer.recognise(clips)] == alone
+    assert [r.tokens for r in paraformer.recognise(clips[::-1])] == alone[::-1]
+
+
+def test_batched_encoder_and_logits_match_alone_within_tolerance(paraformer, zh_clips):
+    clips = list(zh_clips.values())
+    model = paraformer.asr.model
+    with torch.inference_mode():
+        enc_b, lens_b = paraformer.encode(clips)
+        for i, samples in enumerate(clips):
+            enc_1, lens_1 = paraformer.encode([samples])
+            n = int(lens_1[0])
+            assert int(lens_b[i]) == n
+            torch.testing.assert_close(enc_b[i, :n], enc_1[0], rtol=1e-4, atol=1e-4)
+        # token log-probs: the decoder on the batch against the decoder on each item alone
+        pad = torch.arange(enc_b.size(1))[None, :] >= lens_b[:, None]
+        enc_b = enc_b.masked_fill(pad[..., None], 0.0)
+        emb_b, tok_b = model.calc_predictor(enc_b, lens_b)[:2]
+        tok_b = tok_b.round().long()
+        dec_b, _ = model.cal_decoder_with_predictor(enc_b, lens_b, emb_b, tok_b)
+        for i, samples in enumerate(clips):
+            enc_1, lens_1 = paraformer.encode([samples])
+            emb_1, tok_1 = model.calc_predictor(enc_1, lens_1)[:2]
+            tok_1 = tok_1.round().long()
+            assert int(tok_1[0]) == int(tok_b[i])
+            dec_1, _ = model.cal_decoder_with_predictor(enc_1, lens_1, emb_1, tok_1)
+            torch.testing.assert_close(dec_b[i, : int(tok_1[0])], dec_1[0], rtol=1e-3, atol=1e-3)
+
+
+def test_timestamp_head_runs_once_and_equals_funasr(paraformer, zh_clips):
+    model = paraformer.asr.model
+    calls = []
+    hook = model.predictor.blstm.register_forward_hook(lambda *a: calls.append(1))
+    clips = list(zh_clips.values())[:3]
+    try:
+        paraformer.mask_padding = False
+        ours = paraformer.recognise(clips)
+    finally:
+        paraformer.mask_padding = True
+        hook.remove()
+    assert len(calls) == 1  # FunASR's BiCifParaformer.inference runs it twice
+    # FunASR's own timestamps for the same batch, through its tokenizer and post-processing
+    kwargs = dict(paraformer.asr.kwargs)
+    with torch.no_grad():
+        results, _ = model.inference(data_in=clips, key=["a", "b", "c"], **kwargs)
+    for got, expected in zip(ours, results):
+        assert " ".join(got.words) == expected["text"]
+        assert [[round(s * 1000), round(e * 1000)] for s, e in got.times] == expected["timestamp"]
+
+
+def test_transcribe_batch_places_pieces_in_time(paraformer, zh_clips):
+    samples = zh_clips["asr_example"]
+    segments = [AudioSegment(7, 12.0, 12.0 + len(samples) / 16000, samples),
+                AudioSegment(8, 30.0, 30.0 + 0.01, samples[:160])]  # 10 ms: too short to recognise
+    first, second = paraformer.transcribe_batch(segments)
+    assert (first.index, second.index) == (7, 8)
+    assert second.pieces == () and second.tokens == ()
+    [piece] = first.pieces  # no punctuation: one piece per segment
+    assert 12.0 <= piece.start < piece.end <= segments[0].end + 0.1
+    assert " " not in piece.text and len(piece.text) == len(first.tokens)
+
+
+def test_threads_come_from_usable_cpus(paraformer_dir, make_paraformer):
+    from tingxie.resources import usable_cpus
+
+    backend = make_paraformer(paraformer_dir, threads=0)  # 0: automatic
+    assert backend.threads == usable_cpus()
+    torch.set_num_threads(4)  # FunASR's AutoModel sets its ncpu, 4 by default
+    backend.recognise([torch.zeros(8000).numpy()])
+    assert torch.get_num_threads() == usable_cpus()
+    assert make_paraformer(paraformer_dir, threads=1).threads == 1
+
+
+def test_weights_are_memory_mapped_not_copied(paraformer, paraformer_dir):
+    with open("/proc/self/maps") as maps:
+        assert str(paraformer_dir / "model.pt") in maps.read()
+    assert paraformer.shape == InputShape(ShapeRule.VARIABLE, 60.0)

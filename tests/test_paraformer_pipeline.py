@@ -1,0 +1,186 @@
+"""Paraformer model resolution (offline), the component switches, and the whole pipeline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tingxie.errors import ModelNotFoundError, OptionError
+from tingxie.funasr_support.options import ParaformerOptions
+from tingxie.paraformer_models import PARAFORMER_MODELS, resolve_funasr_model
+
+pytest_plugins = ["conftest_paraformer"]
+PUNCTUATION = re.compile(r"[，。？、,.?]")
+
+
+# --- resolution: no torch needed ------------------------------------------------------------
+
+@pytest.fixture
+def empty_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINGXIE_CACHE_DIR", str(tmp_path / "tingxie"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "modelscope"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TINGXIE_OFFLINE", "1")
+    return tmp_path
+
+
+def fake_model_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text("model: BiCifParaformer\n")
+    (path / "model.pt").write_bytes(b"")
+    return path
+
+
+def test_offline_without_a_local_copy_says_what_to_download_and_where(empty_caches):
+    from tingxie.models import resolve_model
+
+    model_id = PARAFORMER_MODELS["paraformer-zh"]
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model("paraformer-zh")
+    message = str(caught.value)
+    assert model_id in message and "cannot be reached" in message
+    assert str(empty_caches / "tingxie" / "models" / model_id) in message
+    with pytest.raises(ModelNotFoundError, match="iic/speech_fsmn_vad"):
+        resolve_funasr_model("fsmn-vad", "VAD model")
+
+
+def test_local_copies_are_found_before_any_download(empty_caches):
+    from tingxie.models import resolve_model
+
+    model_id = PARAFORMER_MODELS["paraformer-zh"]
+    in_modelscope = fake_model_dir(empty_caches / "modelscope" / "models" / model_id)
+    source = resolve_model("paraformer-zh")
+    assert (source.family, source.path) == ("paraformer", in_modelscope)
+    ours = fake_model_dir(empty_caches / "tingxie" / "models" / model_id)
+    assert resolve_model("paraformer-zh").path == ours
+    assert resolve_model(str(ours)).family == "paraformer"  # a directory, always
+
+
+def test_download_only_where_a_network_exists(empty_caches):
+    calls = []
+
+    def download(model_id, target):
+        calls.append(model_id)
+        return fake_model_dir(target)
+
+    with pytest.raises(ModelNotFoundError):
+        resolve_funasr_model("ct-punc", online=lambda: False, download=download)
+    assert calls == []
+    path = resolve_funasr_model("ct-punc", online=lambda: True, download=download)
+    assert calls == ["iic/punc_ct-transformer_cn-en-common-vocab471067-large"]
+    assert path == empty_caches / "tingxie" / "models" / calls[0]
+
+
+def test_a_directory_that_is_not_a_model_is_refused(tmp_path):
+    from tingxie.models import resolve_model
+
+    with pytest.raises(ModelNotFoundError, match="FunASR"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="unknown punctuation model"):
+        resolve_funasr_model("no-such-punc", "punctuation model")
+
+
+# --- the switches ---------------------------------------------------------------------------
+
+def parse(*argv):
+    from tingxie.cli import build_parser, options_from_args
+    from tingxie.funasr_support.options import with_funasr_options
+
+    args = build_parser().parse_args(["transcribe", "x.wav", *argv])
+    return with_funasr_options(options_from_args(args), args).model.paraformer
+
+
+def test_cli_switches_build_paraformer_options():
+    assert parse() == ParaformerOptions()
+    assert parse("--no-punc") == ParaformerOptions(punctuate=False)
+    assert parse("--punc-model", "ct-punc-c", "--vad-model", "fsmn-vad") == \
+        ParaformerOptions(vad_model="fsmn-vad", punc_model="ct-punc-c")
+    with pytest.raises(OptionError, match="--no-punc"):
+        parse("--no-punc", "--punc-model", "ct-punc")
+
+
+def test_cli_offline_model_error_is_one_line(empty_caches, capsys):
+    from tingxie.cli import main
+
+    assert main(["transcribe", "tests/data/asr_example.wav", "-m", "paraformer-zh", "-o", str(empty_caches)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "paraformer-zh" in err[0] and "modelscope download" in err[0]
+
+
+# --- with torch and FunASR ------------------------------------------------------------------
+
+def test_punctuation_switches(paraformer_dir, punc_dir, zh_clips, make_paraformer):
+    from tingxie.segments import AudioSegment
+
+    samples = zh_clips["paraformer_example3"]
+    segment = AudioSegment(0, 2.0, 2.0 + len(samples) / 16000, samples)
+    with_punc = make_paraformer(paraformer_dir, punc=str(punc_dir), punctuate=True)
+    [result] = with_punc.transcribe_batch([segment])
+    assert with_punc.punctuator is not None and len(result.pieces) > 1  # sentences
+    assert all(PUNCTUATION.search(p.text) for p in result.pieces[:-1])
+    assert [p.start for p in result.pieces] == sorted(p.start for p in result.pieces)
+    plain = make_paraformer(paraformer_dir, punctuate=False)
+    [unpunctuated] = plain.transcribe_batch([segment])
+    assert plain.punctuator is None and len(unpunctuated.pieces) == 1
+    assert not PUNCTUATION.search(unpunctuated.pieces[0].text)
+    assert unpunctuated.tokens == result.tokens
+    with pytest.raises(ModelNotFoundError):  # an explicit punctuation model must exist
+        make_paraformer(paraformer_dir, punc=str(Path(punc_dir).parent / "missing"), punctuate=True)
+    default = make_paraformer(paraformer_dir, punctuate=True)  # ct-punc absent offline: a warning
+    assert default.punctuator is None
+
+
+def test_whole_recording_pipeline_punctuates_the_joined_text(paraformer, paraformer_dir, punc_dir, zh_clips):
+    from tingxie.funasr_support.pipeline import ParaformerPipeline
+    from tingxie.funasr_support.punctuation import Punctuator
+
+    gap = np.zeros(16000, np.float32)
+    names = ["asr_example", "paraformer_example2", "triton_mid"]
+    audio = np.concatenate([x for n in names for x in (zh_clips[n], gap)])
+    paraformer.punctuator = Punctuator(punc_dir)
+    try:
+        result = ParaformerPipeline(paraformer).run(audio)
+    finally:
+        paraformer.punctuator = None
+    assert len(result.segments) >= 3
+    alone = [tuple(paraformer.recognise([s.samples])[0].tokens) for s in result.segments]
+    assert [result.tokens[s.index] for s in result.segments] == alone
+    assert "".join(PUNCTUATION.sub("", s.text) for s in result.sentences) == "".join(w.text for w in result.words)
+    assert result.sentences[0].start >= 0 and result.sentences[-1].end <= len(audio) / 16000 + 0.1
+    starts = [s.start for s in result.sentences]
+    assert starts == sorted(starts)
+
+
+def test_fsmn_vad_switch(paraformer_dir, vad_dir, zh_clips, make_paraformer):
+    from tingxie.funasr_support.pipeline import ParaformerPipeline
+
+    backend = make_paraformer(paraformer_dir)
+    backend.options = ParaformerOptions(vad_model=str(vad_dir), punctuate=False)
+    pipeline = ParaformerPipeline(backend)
+    assert pipeline.fsmn is not None
+    audio = zh_clips["paraformer_example2"]
+    spans = pipeline.speech(audio)
+    assert spans and all(0 <= s.start < s.end <= len(audio) / 16000 for s in spans)
+    result = pipeline.run(audio)
+    assert len(result.segments) == len(spans) and result.words
+
+
+def test_transcriber_loads_a_funasr_model_directory_like_any_model(paraformer_dir, punc_dir, data_dir, offline):
+    """Through the registry and tingxie's own pipeline: Silero VAD, planner, executor, backend."""
+    from tingxie.backends.paraformer import ParaformerBackend
+    from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
+    from tingxie.pipeline import Transcriber
+
+    options = TranscribeOptions(
+        model=ModelOptions(name=str(paraformer_dir), threads=1, paraformer=ParaformerOptions(punc_model=str(punc_dir))),
+        batch=BatchOptions(batch_size_s=60),  # FunASR's batching: no memory profile needed
+    )
+    transcriber = Transcriber(options)
+    assert isinstance(transcriber.backend, ParaformerBackend)
+    assert transcriber.backend.punctuator is not None
+    transcript = transcriber.transcribe(str(data_dir / "asr_example.wav"))
+    assert transcript.segments and PUNCTUATION.search(transcript.text)
+    assert all(0 <= s.start <= s.end <= transcript.stats.audio_seconds + 0.1 for s in transcript.segments)

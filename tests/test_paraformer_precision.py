@@ -1,0 +1,105 @@
+"""Reduced precision (bf16 autocast, int8 dynamic quantization), the NaN guard, out-of-memory
+split and retry, and the memory profile, on the Paraformer backend."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tingxie.errors import OptionError
+
+pytest_plugins = ["conftest_paraformer"]
+torch = pytest.importorskip("torch")
+pytest.importorskip("funasr")
+
+from tingxie.funasr_support.precision import (  # noqa: E402
+    cpu_has_bf16,
+    encoder_relative_error,
+    resolve_compute_type,
+)
+from tingxie.segments import AudioSegment  # noqa: E402
+
+# On real speech through a random model (no outliers learnt), measured: int8 ~2e-2, bf16 ~5e-3.
+LIMITS = {"int8": 0.08, "bfloat16": 0.03}
+
+
+def test_compute_type_choices():
+    assert resolve_compute_type("default", "cpu") == "float32"
+    assert resolve_compute_type("auto", "cuda") == "float16"
+    assert resolve_compute_type("int8_float32", "cpu") == "int8"
+    for bad, device in (("float16", "cpu"), ("int8", "cuda"), ("int8_float16", "cpu")):
+        with pytest.raises(OptionError):
+            resolve_compute_type(bad, device)
+
+
+@pytest.mark.parametrize("compute_type", ["int8", "bfloat16"])
+def test_reduced_precision_encoder_error_on_real_speech(compute_type, paraformer, paraformer_dir, zh_clips,
+                                                        make_paraformer, record_property):
+    if compute_type == "bfloat16" and not cpu_has_bf16():
+        pytest.skip("this CPU has neither AVX512-BF16 nor AMX")
+    reduced = make_paraformer(paraformer_dir, compute_type=compute_type)
+    clips = list(zh_clips.values())
+    error = encoder_relative_error(paraformer, reduced, clips)
+    record_property(f"{compute_type}_encoder_relative_error", error)
+    print(f"{compute_type}: encoder relative error {error:.2e}")
+    assert 0 < error < LIMITS[compute_type]
+    ours = [r.tokens for r in reduced.recognise(clips)]
+    exact = [r.tokens for r in paraformer.recognise(clips)]
+    same = sum(a == b for x, y in zip(ours, exact) for a, b in zip(x, y))
+    assert same >= 0.8 * sum(len(x) for x in exact)
+
+
+def test_nan_in_reduced_precision_reruns_the_batch_in_fp32(paraformer, paraformer_dir, zh_clips, make_paraformer,
+                                                          monkeypatch):
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has neither AVX512-BF16 nor AMX")
+    reduced = make_paraformer(paraformer_dir, compute_type="bfloat16")
+    model = reduced.asr.model
+    encode = model.encode
+
+    def poisoned(*args, **kwargs):
+        out, lens = encode(*args, **kwargs)
+        if torch.is_autocast_enabled("cpu"):
+            out = out.clone()
+            out[0, 0, 0] = math.nan
+        return out, lens
+
+    monkeypatch.setattr(model, "encode", poisoned)
+    clips = list(zh_clips.values())[:2]
+    got = reduced.recognise(clips)
+    assert reduced.precision.nan_fallbacks == 1
+    assert [r.tokens for r in got] == [r.tokens for r in paraformer.recognise(clips)]
+
+
+def test_out_of_memory_splits_the_batch_and_loses_nothing(paraformer, zh_clips, monkeypatch):
+    from tingxie.executor import Executor
+
+    model = paraformer.asr.model
+    encode = model.encode
+
+    def small_memory(speech, lengths, **kwargs):
+        if speech.shape[0] > 2:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return encode(speech, lengths, **kwargs)
+
+    monkeypatch.setattr(model, "encode", small_memory)
+    clips = list(zh_clips.values())
+    batch = [AudioSegment(i, 10.0 * i, 10.0 * i + len(s) / 16000, s) for i, s in enumerate(clips)]
+    executor = Executor(paraformer)
+    results = executor.run(batch)
+    assert [r.index for r in results] == list(range(len(clips)))
+    assert executor.oom_retries >= 1 and executor.ceiling <= 2
+    monkeypatch.setattr(model, "encode", encode)
+    assert [r.tokens for r in results] == [tuple(r.tokens) for r in paraformer.recognise(clips)]
+
+
+def test_memory_profile_fits_the_backend(paraformer):
+    from tingxie.memory.probes import CpuProbe
+    from tingxie.memory.profile import fit_profile, profile_backend
+
+    shapes = [(1, 2.0), (3, 2.0), (1, 6.0), (2, 6.0), (1, 10.0)]
+    samples = profile_backend(paraformer, CpuProbe(), shapes)
+    assert len(samples) == len(shapes) and not samples.out_of_memory
+    model = fit_profile(samples)
+    assert model.predict(4, 20.0) >= model.predict(1, 10.0) >= model.predict(1, 2.0) >= 0
