@@ -29,7 +29,8 @@ def plan_for(
     items = [PlanItem(s.index, s.duration) for s in segments]
     if options.batch_size_s is not None:
         return plan_funasr(items, options.batch_size_s, options.batch_threshold_s, shape)
-    max_batch = min(options.max_batch_size, ceiling or options.max_batch_size)
+    limit = options.resolved_max_batch()
+    max_batch = min(limit, ceiling or limit)
     if memory_model is None or working_budget_bytes is None:
         return plan_budgeted(items, shape, UNMEASURED, 1, max_batch)
     return plan_budgeted(items, shape, memory_model, working_budget_bytes, max_batch)

@@ -10,6 +10,8 @@ from .funasr_support.options import ParaformerOptions
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")
 TASKS = ("transcribe", "translate")
+CPU_MAX_BATCH = 4
+ACCELERATOR_MAX_BATCH = 16
 
 
 def _require(condition: bool, message: str) -> None:
@@ -91,7 +93,7 @@ class BatchOptions:
 
     batch_size_s: float | None = None
     batch_threshold_s: float | None = None
-    max_batch_size: int = 16
+    max_batch_size: int | None = None  # None: automatic, see resolved_max_batch
     memory_budget: str | None = None  # '6GiB', '800MB', '50%', '0.5'; None: a safe share of free memory
 
     def __post_init__(self) -> None:
@@ -103,7 +105,16 @@ class BatchOptions:
                  f"--batch-size-s must be 'auto' or a positive number, not {self.batch_size_s}")
         _require(self.batch_threshold_s is None or self.batch_threshold_s > 0,
                  f"--batch-threshold-s must be positive, not {self.batch_threshold_s}")
-        _require(1 <= self.max_batch_size <= 1024, f"--max-batch-size must be between 1 and 1024, not {self.max_batch_size}")
+        _require(self.max_batch_size is None or 1 <= self.max_batch_size <= 1024,
+                 f"--max-batch-size must be between 1 and 1024, not {self.max_batch_size}")
+
+    def resolved_max_batch(self, device: str = "cuda") -> int:
+        """The batch-size cap: the user's, or by device. On a CPU a batch of n windows costs
+        about n windows (2 cores, CTranslate2 int8: no speed gained above 4, and each window
+        more costs ~78 MiB), so 4; on a GPU larger batches are what buys throughput, so 16."""
+        if self.max_batch_size is not None:
+            return self.max_batch_size
+        return CPU_MAX_BATCH if device == "cpu" else ACCELERATOR_MAX_BATCH
 
 
 @dataclass(frozen=True)

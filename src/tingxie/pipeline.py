@@ -30,8 +30,12 @@ CHUNK_S = 30.0
 class Transcriber:
     def __init__(self, options: TranscribeOptions | None = None, backend: Backend | None = None,
                  memory: MemoryPlanner | None = None):
-        self.options = options or TranscribeOptions()
-        self.backend = backend if backend is not None else load_backend(self.options.model, self.options.decode)
+        options = options or TranscribeOptions()
+        self.backend = backend if backend is not None else load_backend(options.model, options.decode)
+        # The automatic batch cap depends on the device the backend runs on.
+        batch = dataclasses.replace(options.batch, max_batch_size=options.batch.resolved_max_batch(
+            getattr(self.backend, "device", "cpu")))
+        self.options = dataclasses.replace(options, batch=batch)
         # Budgeted batching needs the backend's measured memory model; FunASR mode does not.
         if memory is None and self.options.batch.batch_size_s is None and backend is None:
             memory = MemoryPlanner.profiled(self.backend, self.options)
