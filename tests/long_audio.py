@@ -27,7 +27,13 @@ def joined(pieces: list[np.ndarray], seed: int = 0) -> np.ndarray:
 
 
 def write_flac(path: Path, audio: np.ndarray) -> Path:
-    container = av.open(str(path), "w")
+    encode_flac(str(path), audio)
+    return path
+
+
+def encode_flac(target, audio: np.ndarray) -> None:
+    """16-bit FLAC of 16 kHz mono audio, to a path or a writable file object."""
+    container = av.open(target, "w", format="flac")
     stream = container.add_stream("flac", rate=16000, layout="mono")
     samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
     for start in range(0, len(samples), 16000):
@@ -38,4 +44,3 @@ def write_flac(path: Path, audio: np.ndarray) -> Path:
     for packet in stream.encode(None):
         container.mux(packet)
     container.close()
-    return path

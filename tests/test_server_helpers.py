@@ -8,8 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-import av
 import numpy as np
+
+from long_audio import encode_flac
 
 from tingxie.backends.fake import FakeBackend
 from tingxie.options import BatchOptions, TranscribeOptions
@@ -81,17 +82,7 @@ def flac_bytes(audio: np.ndarray, *, streamed: bool = False) -> bytes:
     pipe = Pipe()
     if not streamed:
         pipe = io.BytesIO()
-    container = av.open(pipe, "w", format="flac")
-    stream = container.add_stream("flac", rate=16000, layout="mono")
-    samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-    for start in range(0, len(samples), 16000):
-        frame = av.AudioFrame.from_ndarray(samples[None, start:start + 16000], format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    container.close()
+    encode_flac(pipe, audio)
     return bytes(pipe.getvalue() if isinstance(pipe, io.BytesIO) else pipe.data)
 
 

@@ -4,6 +4,8 @@ Peak RSS is read from outside: os.wait4 returns the child's rusage, whose ru_max
 exact kernel high-water mark (no sampling). On Linux that figure is carried over exec from the
 forking parent, so it is max(parent RSS at spawn, child peak); the parent therefore imports
 nothing heavy, and each run records the parent's RSS at spawn so a floor can be recognised.
+It also covers the child's own waited-for children (tingxie's memory-profile process), which is
+what a user of the case would see.
 """
 
 from __future__ import annotations
