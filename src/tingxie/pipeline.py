@@ -49,6 +49,14 @@ class Transcriber:
             merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
         )
 
+    def segments(self, chunks, state: StreamState):
+        """The recognition items cut from audio chunks, in time order with stable indices (the
+        server uses this too, so its results and resumed indices match the CLI's)."""
+        segments = speech_segments(chunks, SpeechDetector(self.vad_options), state)
+        if self.packs_windows:
+            segments = pack_windows(segments, self.backend.shape.max_item_s)
+        return segments
+
     def transcribe(
         self,
         source,
@@ -63,9 +71,7 @@ class Transcriber:
         total_s = probe_duration(source)
         state = StreamState()
         executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
-        segments = speech_segments(decode_chunks(source, CHUNK_S), SpeechDetector(self.vad_options), state)
-        if self.packs_windows:
-            segments = pack_windows(segments, self.backend.shape.max_item_s)
+        segments = self.segments(decode_chunks(source, CHUNK_S), state)
         results: list[SegmentResult] = []
         if progress:
             progress(0.0, total_s)

@@ -18,9 +18,7 @@ from .. import SAMPLE_RATE
 from ..audio import decode_chunks
 from ..errors import AudioDecodeError
 from ..pipeline import CHUNK_S, Transcriber
-from ..segments import AudioSegment
-from ..streaming import StreamState, speech_segments
-from ..vad import SpeechDetector
+from ..streaming import StreamState
 from .api_errors import ApiError, bad_request
 from .limits import duration_error
 from .scheduler import Scheduler
@@ -41,23 +39,12 @@ def start_producer(work: Work, scheduler: Scheduler, transcriber: Transcriber,
     return thread
 
 
-def segment_stream(transcriber: Transcriber, chunks: Iterable[np.ndarray], state: StreamState) -> Iterator[AudioSegment]:
-    """The segments Transcriber.transcribe would cut from these chunks, in the same order with
-    the same indices, so the server's results equal the CLI's and a resumed job's indices match."""
-    segments = speech_segments(chunks, SpeechDetector(transcriber.vad_options), state)
-    if getattr(transcriber, "packs_windows", False):  # fixed windows packed with speech (packing.py)
-        from ..packing import pack_windows
-
-        segments = pack_windows(segments, transcriber.backend.shape.max_item_s)
-    return segments
-
-
 def produce(work: Work, scheduler: Scheduler, transcriber: Transcriber, max_duration_s: float | None) -> None:
     done_before = frozenset(work.finished)  # resumed: results already stored
     state = StreamState()
     chunks = _watched(decode_chunks(str(work.upload), CHUNK_S), work, scheduler, state, max_duration_s)
     try:
-        for segment in segment_stream(transcriber, chunks, state):
+        for segment in transcriber.segments(chunks, state):
             if segment.index in done_before:
                 continue
             if not scheduler.offer(work, segment, state.audio_s):
