@@ -99,9 +99,9 @@ def load_audio(args):
 # --- the measured children -----------------------------------------------------------------
 
 def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
-    import torch
     from funasr import AutoModel
 
+    from tingxie.benchmark.funasr_case import given_spans_vad
     from tingxie.resources import usable_cpus
 
     audio = load_audio(args)
@@ -109,17 +109,7 @@ def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
     model = AutoModel(model=str(model_dir), device="cpu", ncpu=args.threads or usable_cpus(), disable_update=True,
                       disable_pbar=True, log_level="ERROR")
 
-    class GivenSpans(torch.nn.Module):
-        """Stands in for FunASR's VAD model: returns the spans every side is given."""
-
-        def __init__(self):
-            super().__init__()
-            self.unused = torch.nn.Parameter(torch.zeros(1))
-
-        def inference(self, data_in, key=None, **kwargs):
-            return [{"key": key[0], "value": [list(s) for s in spans_ms]}], {}
-
-    model.vad_model = GivenSpans()
+    model.vad_model = given_spans_vad(spans_ms)
     loaded = time.perf_counter()
     [result] = model.generate(input=audio)
     done = time.perf_counter()

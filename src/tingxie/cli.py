@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .benchmark.command import register as register_bench, run as run_bench
 from .errors import OptionError, TingxieError
 from .funasr_support.options import add_funasr_arguments, with_funasr_options
 from .models import DEFAULT_MODEL, EMBEDDED
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the embedded models")
     register_serve(commands)
+    register_bench(commands)
     return parser
 
 
@@ -85,11 +87,14 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "debug", False) else logging.WARNING,
                         format="tingxie: %(levelname)s: %(message)s")
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "bench":
+        return run_bench(args, argv)
     if args.command == "models":
         for name, description in EMBEDDED.items():
             print(f"{name:18} {description}")

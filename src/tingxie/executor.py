@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from .backends.base import Backend, BackendOutOfMemory
 from .errors import OutOfMemoryError
+from .planner import PaddingTally
 from .segments import AudioSegment, SegmentResult
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Executor:
     oom_retries: int = 0
     batches_run: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    padding: PaddingTally = field(default_factory=PaddingTally)  # of the batches run, as run
     after_batch: Callable[[], None] | None = None  # e.g. hand freed memory back to the OS
 
     def run(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
@@ -46,6 +48,7 @@ class Executor:
         self._check(batch, results)
         self.batches_run += 1
         self.batch_sizes.append(len(batch))
+        self.padding.add([item.duration for item in batch], self.backend.shape)
         return results
 
     def _split_after_oom(self, batch: Sequence[AudioSegment], error: BackendOutOfMemory) -> list[SegmentResult]:

@@ -19,7 +19,9 @@ from .memory import MemoryProbe, default_budget, load_or_profile, model_file_key
 from .memory.cpu import release_freed_memory
 from .memory.profile import cached_model
 from .options import TranscribeOptions
-from .planner import MemoryModel, format_bytes
+from .errors import OutOfMemoryError
+from .planner import MemoryModel, format_bytes, min_budget
+from .shapes import InputShape
 from .sizes import parse_memory_budget
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,20 @@ class MemoryPlanner:
         seen with whisper-tiny.en), beyond what the profile measured."""
         if self.probe.device == "cpu":
             release_freed_memory()
+
+    def check_smallest_batch(self, shape: InputShape) -> None:
+        """Fail before any work when the budget cannot hold one item of the longest length on
+        top of what is resident now, naming the smallest total budget that would."""
+        working = self.working_budget()
+        needed = min_budget(shape, self.model)
+        if needed > working:
+            resident = self.total_budget_bytes * (1 - RESERVE_FRACTION) - working
+            smallest = (resident + needed) / (1 - RESERVE_FRACTION)
+            raise OutOfMemoryError(
+                f"memory budget {format_bytes(self.total_budget_bytes)} is below the smallest batch: "
+                f"at least {format_bytes(smallest)} is needed (one "
+                f"{shape.max_item_s:.1f} s item needs {format_bytes(needed)} beyond what is resident)"
+            )
 
     def working_budget(self) -> int:
         """What batches may add now: the budget less what is already resident, less a reserve

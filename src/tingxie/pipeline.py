@@ -94,6 +94,7 @@ class Transcriber:
             batches=executor.batches_run,
             segments=len(results),  # recognition items: packed windows for Whisper
             oom_retries=executor.oom_retries,
+            padding_waste=executor.padding.waste,
         )
         return Transcript(
             source=source if isinstance(source, str) else getattr(source, "name", "-"),

@@ -48,7 +48,7 @@ def peak_rss_bytes(pid: int | str = "self") -> int:
     started by a large parent (subprocess uses vfork) reports the parent's size as its own
     peak. VmHWM belongs to the address space and starts afresh at exec.
     """
-    kib = _status_kib(pid, "VmHWM")
+    kib = proc_status_kib(pid, "VmHWM")
     if kib is not None:
         return kib * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -62,14 +62,14 @@ def watch_peak_rss(process, interval_s: float = 0.02) -> tuple[int, int]:
 
     peak = 0
     while process.poll() is None:
-        kib = _status_kib(process.pid, "VmHWM")
+        kib = proc_status_kib(process.pid, "VmHWM")
         if kib:
             peak = max(peak, kib * 1024)
         time.sleep(interval_s)
     return process.returncode, peak
 
 
-def _status_kib(pid: int | str, field: str) -> int | None:
+def proc_status_kib(pid: int | str, field: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:

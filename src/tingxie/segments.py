@@ -80,6 +80,7 @@ class RunStats:
     batches: int = 0
     segments: int = 0
     oom_retries: int = 0
+    padding_waste: float = 0.0  # share of the seconds the batches computed on that was padding
 
     @property
     def speed(self) -> float:

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+from ..errors import TingxieError
 from .cases import CaseOutput, CaseSpec, load
 
 
@@ -38,9 +39,14 @@ def main(argv: list[str]) -> int:
         return 2
     spec = CaseSpec.from_json(argv[0])
     started = time.perf_counter()
-    run = load(spec)
-    loaded = time.perf_counter()
-    output = CaseOutput("", 0.0) if prepare else run()
+    try:
+        run = load(spec)
+        loaded = time.perf_counter()
+        output = CaseOutput("", 0.0) if prepare else run()
+    except TingxieError as error:  # the user's to act on (a budget too small, no such model): one line
+        with open(argv[1], "w", encoding="utf-8") as out:
+            json.dump({"error": str(error)}, out, ensure_ascii=False)
+        return 2
     finished = time.perf_counter()
     output.extra["package_dir"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # which tingxie ran
     record = dataclasses.asdict(output) | {

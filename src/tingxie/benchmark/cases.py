@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-KINDS = ("tingxie", "fw-sequential", "fw-batched")
+KINDS = ("tingxie", "fw-sequential", "fw-batched", "funasr")
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,11 @@ class CaseSpec:
     model: str = "whisper-tiny.en"  # an embedded name or a CTranslate2 model directory
     compute_type: str = "int8"
     beam_size: int = 5
-    batch_size: int = 16  # fw-batched: batch_size; tingxie: BatchOptions.max_batch_size
+    batch_size: int = 16  # fw-batched: batch_size; tingxie: BatchOptions.max_batch_size (0: automatic)
     threads: int = 0  # 0: tingxie.resources.usable_cpus()
+    batch_size_s: float | None = None  # tingxie, funasr: FunASR's batch_size_s; None: tingxie's auto
+    memory_budget: str | None = None  # tingxie auto: '1GiB', '50%' (None: its default)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -51,6 +54,10 @@ Run = Callable[[], CaseOutput]
 
 def load(spec: CaseSpec) -> Run:
     """Load the model (and VAD) for spec; return a function that transcribes spec.audio once."""
+    if spec.kind == "funasr":
+        from .funasr_case import load_funasr
+
+        return load_funasr(spec)
     return _tingxie(spec) if spec.kind == "tingxie" else _faster_whisper(spec)
 
 
@@ -66,17 +73,25 @@ def _tingxie(spec: CaseSpec) -> Run:
     from ..vad import SpeechProbabilities
 
     options = TranscribeOptions(
-        model=ModelOptions(name=spec.model, device="cpu", compute_type=spec.compute_type, threads=_threads(spec)),
+        model=ModelOptions(name=spec.model, device=spec.device, compute_type=spec.compute_type, threads=_threads(spec)),
         decode=DecodeOptions(beam_size=spec.beam_size),
-        batch=BatchOptions(max_batch_size=spec.batch_size),
+        batch=BatchOptions(batch_size_s=spec.batch_size_s, max_batch_size=spec.batch_size or None,
+                           memory_budget=spec.memory_budget),
     )
     transcriber = Transcriber(options)
+    memory = transcriber.memory
+    if memory is not None:
+        memory.check_smallest_batch(transcriber.backend.shape)  # a budget too small fails here, not mid-run
     SpeechProbabilities()  # build the (cached) VAD session now: a load cost, not a run cost
 
     def run() -> CaseOutput:
         transcript = transcriber.transcribe(spec.audio)
         stats = transcript.stats
-        return CaseOutput(transcript.text, stats.audio_seconds, {"batches": stats.batches, "segments": stats.segments})
+        return CaseOutput(transcript.text, stats.audio_seconds, {
+            "batches": stats.batches, "segments": stats.segments, "oom_retries": stats.oom_retries,
+            "padding_waste": stats.padding_waste,
+            "budget_bytes": memory.total_budget_bytes if memory is not None else None,
+        })
 
     return run
 
@@ -88,7 +103,8 @@ def _faster_whisper(spec: CaseSpec) -> Run:
     from ..models import resolve_model
 
     model = WhisperModel(
-        str(resolve_model(spec.model).path), device="cpu", compute_type=spec.compute_type, cpu_threads=_threads(spec)
+        str(resolve_model(spec.model).path), device=spec.device, compute_type=spec.compute_type,
+        cpu_threads=_threads(spec)
     )
     get_vad_model()  # cached by faster-whisper; built here so the run does not pay for it
     if spec.kind == "fw-batched":

@@ -23,12 +23,16 @@ from pathlib import Path
 from typing import Callable
 
 from ..evaluation import normalize_english, word_error_rate
-from ..resources import current_rss_bytes
+from ..resources import proc_status_kib, current_rss_bytes
 from .cases import CaseSpec
 
 
 class CaseFailed(RuntimeError):
     pass
+
+
+class CaseRejected(CaseFailed):
+    """The case stopped on an error the user can act on (tingxie.errors); str() is its one line."""
 
 
 @dataclass
@@ -39,6 +43,7 @@ class RunRecord:
     load_s: float  # model and VAD load, timed by the child
     process_s: float  # the whole child process, timed by the parent
     peak_rss_bytes: int  # wait4 ru_maxrss of the child
+    hwm_bytes: int | None  # the child's VmHWM polled from outside (no floor from the parent), None off Linux
     self_hwm_bytes: int | None  # the child's own VmHWM (cross-check)
     parent_rss_bytes: int  # the parent's RSS at spawn: the floor of peak_rss_bytes
     audio_s: float
@@ -118,21 +123,24 @@ def run_once(
             if killer:
                 killer.start()
             try:
-                _, status, usage = os.wait4(child.pid, 0)
+                status, usage, hwm = _wait_watching_hwm(child.pid)
             finally:
                 if killer:
                     killer.cancel()
             child.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits again
             process_s = time.perf_counter() - started
-        if child.returncode != 0 or not result_path.is_file():
+        data = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else {}
+        if "error" in data:
+            raise CaseRejected(f"{spec.name}: {data['error']}")
+        if child.returncode != 0 or not data:
             tail = log_path.read_text(errors="replace")[-2000:]
             raise CaseFailed(f"{spec.name}: exit status {child.returncode}\n{tail}")
-        data = json.loads(result_path.read_text(encoding="utf-8"))
     return RunRecord(
         wall_s=data["wall_s"],
         load_s=data["load_s"],
         process_s=process_s,
         peak_rss_bytes=_maxrss_bytes(usage.ru_maxrss),
+        hwm_bytes=hwm,
         self_hwm_bytes=data.get("self_hwm_bytes"),
         parent_rss_bytes=parent_rss,
         audio_s=data["audio_s"],
@@ -171,6 +179,20 @@ def run_cases(
             if on_run:
                 on_run(round_, result.spec, record)
     return results
+
+
+def _wait_watching_hwm(pid: int, interval_s: float = 0.02) -> tuple[int, object, int | None]:
+    """wait4 the child, reading its VmHWM from /proc meanwhile (as resources.watch_peak_rss
+    does, but keeping wait4's rusage): (wait status, rusage, highest VmHWM seen or None)."""
+    hwm = None
+    while True:
+        waited, status, usage = os.wait4(pid, os.WNOHANG)
+        if waited == pid:
+            return status, usage, hwm
+        kib = proc_status_kib(pid, "VmHWM")
+        if kib:
+            hwm = max(hwm or 0, kib * 1024)
+        time.sleep(interval_s)
 
 
 def _maxrss_bytes(maxrss: int) -> int:

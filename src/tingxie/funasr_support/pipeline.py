@@ -96,5 +96,5 @@ class ParaformerPipeline:
                          for r in ordered if r.pieces]
         stats = RunStats(audio_seconds=len(audio) / SAMPLE_RATE, wall_seconds=time.perf_counter() - started,
                          peak_rss_bytes=peak_rss_bytes(), batches=executor.batches_run, segments=len(segments),
-                         oom_retries=executor.oom_retries)
+                         oom_retries=executor.oom_retries, padding_waste=executor.padding.waste)
         return PipelineResult(sentences, words, {r.index: r.tokens for r in ordered}, segments, stats)

@@ -8,19 +8,21 @@ sizes batches to a memory budget with a fitted MemoryModel.
 from .budgeted import DEFAULT_MAX_PADDING_WASTE, plan_budgeted
 from .funasr_compat import FUNASR_DEFAULT_THRESHOLD_S, plan_funasr
 from .memory_model import MemoryModel, ProfileSample, fit_memory_model, format_bytes, min_budget
-from .plan import Batch, Plan, PlanItem
+from .plan import Batch, PaddingTally, Plan, PlanItem, padding_waste
 
 __all__ = [
     "DEFAULT_MAX_PADDING_WASTE",
     "FUNASR_DEFAULT_THRESHOLD_S",
     "Batch",
     "MemoryModel",
+    "PaddingTally",
     "Plan",
     "PlanItem",
     "ProfileSample",
     "fit_memory_model",
     "format_bytes",
     "min_budget",
+    "padding_waste",
     "plan_budgeted",
     "plan_funasr",
 ]

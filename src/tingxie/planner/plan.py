@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+from ..shapes import InputShape
+
 
 @dataclass(frozen=True)
 class PlanItem:
@@ -51,8 +53,28 @@ class Plan:
     @property
     def padding_waste(self) -> float:
         """The fraction of computed seconds that is padding, not speech."""
-        padded = self.padded_s
-        return 1.0 - self.speech_s / padded if padded > 0 else 0.0
+        return padding_waste(self.speech_s, self.padded_s)
+
+
+def padding_waste(speech_s: float, padded_s: float) -> float:
+    """The share of padded_s (the seconds a model computed on) that was not speech_s: lost work."""
+    return 1.0 - speech_s / padded_s if padded_s > 0 else 0.0
+
+
+@dataclass
+class PaddingTally:
+    """Speech and padded seconds of the batches actually run (the executor's splits included)."""
+
+    speech_s: float = 0.0
+    padded_s: float = 0.0
+
+    def add(self, durations: list[float], shape: InputShape) -> None:
+        self.speech_s += math.fsum(durations)
+        self.padded_s += shape.padded_seconds(durations)
+
+    @property
+    def waste(self) -> float:
+        return padding_waste(self.speech_s, self.padded_s)
 
 
 def check_unique_ids(items: Iterable[PlanItem]) -> list[PlanItem]:
