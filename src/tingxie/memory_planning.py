@@ -76,15 +76,14 @@ class MemoryPlanner:
     def check_smallest_batch(self, shape: InputShape) -> None:
         """Fail before any work when the budget cannot hold one item of the longest length on
         top of what is resident now, naming the smallest total budget that would."""
-        working = self.working_budget()
+        resident = self.probe.current_bytes()
         needed = min_budget(shape, self.model)
-        if needed > working:
-            resident = self.total_budget_bytes * (1 - RESERVE_FRACTION) - working
+        if int(self.total_budget_bytes * (1 - RESERVE_FRACTION)) - resident < needed:
             smallest = (resident + needed) / (1 - RESERVE_FRACTION)
             raise OutOfMemoryError(
-                f"memory budget {format_bytes(self.total_budget_bytes)} is below the smallest batch: "
-                f"at least {format_bytes(smallest)} is needed (one "
-                f"{shape.max_item_s:.1f} s item needs {format_bytes(needed)} beyond what is resident)"
+                f"memory budget {format_bytes(self.total_budget_bytes)} is below the smallest batch: at least "
+                f"{format_bytes(smallest)} is needed (the loaded model and runtime hold {format_bytes(resident)}, "
+                f"one {shape.max_item_s:.1f} s item needs {format_bytes(needed)} more)"
             )
 
     def working_budget(self) -> int:

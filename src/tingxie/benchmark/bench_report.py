@@ -60,37 +60,62 @@ def _ratio(ratio: float | None, against: str | None, what: str, goal: float) -> 
     return f"{ratio:.2f}x the speed of {what} (`{against}`; goal >= {goal}: {'met' if ratio >= goal else 'not met'})"
 
 
+def _series(row: Row) -> str:
+    if row.kind == "tingxie":
+        return "tingxie batch_size_s" if row.batch_size_s is not None else "tingxie auto"
+    return row.kind
+
+
+SERIES = {"tingxie auto": "o", "tingxie batch_size_s": "D", "fw-batched": "s", "funasr": "^"}
+
+
 def plot(rows: list[Row], path: Path, title: str) -> None:
-    """Speed multiplier against peak RSS, one point per row; budgets as dotted verticals."""
+    """Speed multiplier against peak RSS, one point per row; the auto rows' budgets as dotted
+    verticals where they fall near the points (a default budget of most of the machine's memory
+    would squeeze them to one side: it is named in the legend instead)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write files only
     import matplotlib.pyplot as plt
 
-    markers = {"tingxie": "o", "fw-batched": "s", "funasr": "^"}
     figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=100)
     try:
-        for kind, marker in markers.items():
-            points = [row for row in rows if row.kind == kind]
+        for series, marker in SERIES.items():
+            points = [row for row in rows if _series(row) == series]
             if not points:
                 continue
-            label = "tingxie" if kind == "tingxie" else kind
             axes.scatter([r.peak_rss_bytes / MIB for r in points], [r.speed for r in points], marker=marker, s=50,
-                         label=label, zorder=3)
+                         label=series, zorder=3)
             for row in points:
                 axes.annotate(row.name, (row.peak_rss_bytes / MIB, row.speed), textcoords="offset points",
                               xytext=(5, 4), fontsize=7)
+        right = 1.25 * max(row.peak_rss_bytes / MIB for row in rows)
         for row in rows:
-            if row.budget_bytes is not None and row.memory_budget is not None:
-                axes.axvline(row.budget_bytes / MIB, linestyle=":", linewidth=1, color="grey", zorder=1)
+            if row.budget_bytes is None or row.memory_budget is None:
+                continue
+            budget_mib = row.budget_bytes / MIB
+            if budget_mib <= 2 * right:
+                right = max(right, 1.1 * budget_mib)
+                axes.axvline(budget_mib, linestyle=":", linewidth=1, color="grey", zorder=1)
+                axes.annotate(f"budget {row.memory_budget}", (budget_mib, 1), xycoords=("data", "axes fraction"),
+                              xytext=(2, -10), textcoords="offset points", fontsize=7, color="grey", rotation=90, va="top")
+            else:
+                axes.plot([], [], " ", label=f"budget {row.memory_budget} = {budget_mib:.0f} MiB (off the plot)")
+        axes.set_xlim(0, right)
+        axes.set_ylim(0, 1.15 * max(row.speed for row in rows))
         axes.set_xlabel("peak RSS (MiB, median of runs)")
         axes.set_ylabel("speed (audio s / wall s)")
         axes.set_title(title, fontsize=9)
         axes.grid(True, alpha=0.3)
-        axes.legend(fontsize=8, loc="best")
+        axes.legend(fontsize=7, loc="lower right")
         figure.tight_layout()
         partial = path.with_name(path.name + ".partial")
         figure.savefig(partial, format="png")
         os.replace(partial, path)  # a reader never sees half a file
     finally:
         plt.close(figure)
+
+
+def rows_from_document(doc: dict) -> list[Row]:
+    """The rows of a saved JSON document, e.g. to plot it again."""
+    return [Row(**row) for row in doc["rows"]]

@@ -5,7 +5,8 @@ exact kernel high-water mark (no sampling). On Linux that figure is carried over
 forking parent, so it is max(parent RSS at spawn, child peak); the parent therefore imports
 nothing heavy, and each run records the parent's RSS at spawn so a floor can be recognised.
 It also covers the child's own waited-for children (tingxie's memory-profile process), which is
-what a user of the case would see.
+what a user of the case would see. The child's VmHWM is also polled from /proc while it runs
+(hwm_bytes): that figure has no floor from the parent, and is what `tingxie bench` reports.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..evaluation import normalize_english, word_error_rate
-from ..resources import proc_status_kib, current_rss_bytes
+from ..resources import current_rss_bytes, proc_status_kib
 from .cases import CaseSpec
 
 
