@@ -161,6 +161,7 @@ def test_goals_compare_auto_with_the_best_fw_row_and_the_best_fixed_row_within_i
     assert goal["vs_best_fw_batched"] == pytest.approx(21 / 15)
     assert goal["best_fixed_within_budget"] == "batch_size_s=60"  # 600 is faster but peaks at 1.9 GiB
     assert goal["vs_best_fixed_within_budget"] == pytest.approx(21 / 20)
+    assert goal["paired_vs_best_fw_batched"] == pytest.approx(21 / 15)  # one round each
     assert goal["under_budget"] is True
 
 
@@ -241,6 +242,14 @@ def test_a_budget_below_the_smallest_batch_names_the_minimum():
 
 
 # --- outputs ----------------------------------------------------------------------------------
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    auto = fake_row("auto, budget 1GiB", "tingxie", 20.0, 600, budget_mib=1024, budget="1GiB")
+    fw = fake_row("fw-batched 4", "fw-batched", 15.0, 700)
+    auto.runs_wall_s, fw.runs_wall_s = [10.0, 20.0, 30.0], [12.0, 10.0, 60.0]  # ratios 1.2, 0.5, 2.0
+    [goal] = goals([auto, fw])
+    assert goal["paired_vs_best_fw_batched"] == pytest.approx(1.2)
+
 
 def test_json_markdown_and_png_from_fake_rows(tmp_path):
     rows = [fake_row("batch_size_s=60", "tingxie", 20.0, 600, batch_size_s=60),

@@ -36,7 +36,12 @@ def markdown_table(results: list[CaseResult], baselines: list[str]) -> str:
 def paired_ratio(baseline: CaseResult, result: CaseResult) -> float:
     """Median over rounds of baseline wall / case wall within the same round: steadier than the
     ratio of medians when the machine's load drifts, as each pair ran minutes apart at most."""
-    return statistics.median(b / r for b, r in zip(baseline.wall_s, result.wall_s))
+    return paired_wall_ratio(baseline.wall_s, result.wall_s)
+
+
+def paired_wall_ratio(baseline_walls: list[float], walls: list[float]) -> float:
+    """Median over rounds of baseline wall / wall, the walls given in round order."""
+    return statistics.median(b / r for b, r in zip(baseline_walls, walls))
 
 
 def to_json(results: list[CaseResult], baselines: list[str], meta: dict | None = None) -> dict:
