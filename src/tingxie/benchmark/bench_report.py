@@ -48,9 +48,9 @@ def markdown(meta: dict, rows: list[Row], goal_list: list[dict]) -> str:
         lines.append("")
         lines.append(f"`{goal['auto']}`: " + "; ".join([
             _ratio(goal["vs_best_fw_batched"], goal.get("paired_vs_best_fw_batched"), goal["best_fw_batched"],
-                   "the best fw-batched row", 1.3),
+                   "fw-batched row", 1.3),
             _ratio(goal["vs_best_fixed_within_budget"], goal.get("paired_vs_best_fixed_within_budget"),
-                   goal["best_fixed_within_budget"], "the best fixed batch_size_s within its budget", 0.95),
+                   goal["best_fixed_within_budget"], "fixed batch_size_s row within its budget", 0.95),
         ]) + ".")
     return "\n".join(lines) + "\n"
 
@@ -59,7 +59,7 @@ def _ratio(ratio: float | None, paired: float | None, against: str | None, what:
     if ratio is None:
         return f"no {what} to compare with"
     paired_text = "" if paired is None else f", paired {paired:.2f}x"
-    return (f"{ratio:.2f}x the speed of {what} (`{against}`{paired_text}; goal >= {goal}: "
+    return (f"{ratio:.2f}x the speed of the best {what} (`{against}`{paired_text}; goal >= {goal}: "
             f"{'met' if ratio >= goal else 'not met'} on medians)")
 
 
