@@ -30,7 +30,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("TINGXIE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 # Without the background-networking flags Chromium's own connections fail on a closed network.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 # A microphone that plays a test tone, allowed without a prompt.
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 TIMESTAMP = re.compile(r"^\[[\d:.]+ → [\d:.]+\]\s*", re.MULTILINE)
 BENCH = {
     "command": "tingxie bench --audio jfk.flac --runs 3", "model": "whisper-tiny.en", "audio": "jfk.flac",
@@ -67,7 +69,8 @@ def browser():
 
 @pytest.fixture
 def page(browser, tmp_path):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1100})
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1100},
+                                  permissions=["microphone"])
     page = context.new_page()
     yield page
     context.close()
@@ -75,7 +78,8 @@ def page(browser, tmp_path):
 
 def upload_and_start(page, path: Path) -> None:
     page.locator("#upload-file input[type=file]").set_input_files(str(path))
-    expect(page.locator("#upload-file")).to_contain_text(path.name, timeout=30_000)
+    # Uploaded: the file's download link (its name, as shown, may wrap at the dot).
+    expect(page.locator(f'#upload-file a[href$="/{path.name}"]')).to_be_visible(timeout=30_000)
     page.locator("#start").click()
 
 
@@ -142,7 +146,7 @@ def test_bad_files_show_a_plain_error(site, page, data_dir, tmp_path, name, make
     assert words in text, text
 
 
-def test_benchmarks_tab_shows_the_table_and_the_plot(site, page):
+def test_benchmarks_tab_shows_the_table_and_the_plot(site, page, tmp_path):
     url, _ = site
     page.goto(f"{url}/ui/")
     page.get_by_role("tab", name="Benchmarks").click()
@@ -151,3 +155,36 @@ def test_benchmarks_tab_shows_the_table_and_the_plot(site, page):
     for cell in ("tingxie auto", "fw batched 8", "12.2", "650"):
         expect(table).to_contain_text(cell)
     expect(page.locator("#bench-plot canvas, #bench-plot svg").first).to_be_visible(timeout=30_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-benchmarks.png"), full_page=True)
+
+    # An uploaded file replaces it; one that is not bench output is refused in plain words.
+    bad, other = tmp_path / "notes.json", tmp_path / "other.json"
+    bad.write_text("{not json")
+    other.write_text(json.dumps(BENCH | {"model": "whisper-base", "rows": BENCH["rows"][:1]}))
+    upload = page.locator("#bench-file input[type=file]")
+    upload.set_input_files(str(bad))
+    expect(page.locator("#bench-status")).to_contain_text("this is not a JSON file", timeout=30_000)
+    page.locator("#bench-file").get_by_role("button", name="Clear").click()
+    upload.set_input_files(str(other))
+    expect(page.locator("#bench-status")).to_contain_text("whisper-base", timeout=30_000)
+    expect(table).not_to_contain_text("fw batched 8")
+
+
+def test_a_recording_with_its_own_batching_runs_on_the_page_runner(site, page):
+    url, _ = site
+    page.goto(f"{url}/ui/")
+    recorder = page.locator("#record")
+    recorder.get_by_role("button", name="Record").click()
+    page.wait_for_timeout(2500)
+    recorder.get_by_role("button", name="Stop").click()
+    page.locator("#batching textarea, #batching input").first.fill("30")
+    page.locator("#start").click()
+    status = page.locator("#status")
+    expect(status).to_contain_text("Done", timeout=120_000)
+    expect(status).to_contain_text("recording.wav")
+    figures = page.locator("#figures")
+    expect(figures).to_contain_text("the page's runner")
+    text = figures.inner_text()
+    seconds = float(re.search(r"audio length\s+([\d.]+) s", text).group(1))
+    assert 1.5 < seconds < 4.0, text

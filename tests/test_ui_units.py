@@ -60,6 +60,7 @@ def test_bench_output_is_read_tolerantly_into_the_table_and_the_plot(tmp_path):
     plot = bench_panel.plot_frame(results)
     assert plot["name"].tolist() == ["auto", "funasr 300"]  # the case without a peak is not a point
     assert plot[bench_panel.PLOT_X].tolist() == [512.0, 900.0]
+    assert bench_panel.axis_limits(plot) == ([0.0, pytest.approx(1035.0)], [0.0, pytest.approx(25.6 * 1.15)])
 
 
 @pytest.mark.parametrize("content, words", [
@@ -280,3 +281,10 @@ def test_the_page_is_mounted_at_ui_and_the_root_leads_to_it(tmp_path):
         assert config["title"] == "tingxie" and '"Download srt"' in json.dumps(config, ensure_ascii=False)
         assert client.get("/healthz").json()["status"] == "ok"
     assert (tmp_path / "jobs-page.db").exists()  # the page runner's own store, beside the server's
+
+
+def test_with_api_keys_the_page_is_behind_the_same_check(tmp_path):
+    with server(fake_transcriber(), tmp_path, mount=page_mount(), api_keys=("k",)) as (url, _), \
+            httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/ui/").status_code == 401
+        assert client.get("/ui/", headers={"Authorization": "Bearer k"}).status_code == 200

@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger("tingxie.server").info("starting", extra={"fields": {
         "host": args.host, "port": args.port, "model": transcriber.backend.name, "db": str(config.db_path),
-        "auth": bool(config.api_keys), "cross_batching": config.max_active == 0}})
+        "auth": bool(config.api_keys), "cross_batching": config.max_active == 0,
+        "page": None if getattr(args, "no_ui", False) else f"http://{args.host}:{args.port}/ui/"}})
     serve(transcriber, config, args.host, args.port, log_level="debug" if args.debug else "info",
           mount=_page(args))
     return 0

@@ -34,7 +34,7 @@ class BenchResults:
                  f"audio {h['audio']}" if h.get("audio") else "",
                  f"{_number(h.get('audio_s')):.1f} s" if _number(h.get("audio_s")) is not None else "",
                  f"device {h['device']}" if h.get("device") else "",
-                 f"median of {h['runs']} runs" if h.get("runs") else ""]
+                 f"{h['runs']} runs each" if h.get("runs") else ""]
         text = ", ".join(p for p in parts if p) or "benchmark results"
         return text + (f"  \n`{h['command']}`" if h.get("command") else "")
 
@@ -71,6 +71,12 @@ def plot_frame(results: BenchResults) -> pd.DataFrame:
     """Speed against peak memory, one point per case that has both."""
     frame = table(results)[["name", "kind", PLOT_X, PLOT_Y]].dropna(subset=[PLOT_X, PLOT_Y])
     return frame.astype({PLOT_X: float, PLOT_Y: float})
+
+
+def axis_limits(frame: pd.DataFrame) -> tuple[list[float], list[float]]:
+    """From zero to a little past the largest point, so no point sits on the frame."""
+    return ([0.0, float(frame[PLOT_X].max()) * 1.15 if len(frame) else 1.0],
+            [0.0, float(frame[PLOT_Y].max()) * 1.15 if len(frame) else 1.0])
 
 
 def _number(value) -> float | None:

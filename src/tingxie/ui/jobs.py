@@ -8,6 +8,7 @@ and the same view dict as GET /v1/jobs/{id}. Every error leaves as a PageError i
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -123,5 +124,9 @@ class PageJobs:
         """(label, id) of the newest jobs of both stores, newest first."""
         records = self.service.store.recent(limit) + self.runner.store.recent(limit)
         records.sort(key=lambda record: record.created_at, reverse=True)
-        return [(f"{record.options.get('filename', 'audio')} · {record.state} · {record.id[:8]}", record.id)
+        return [(f"{record.options.get('filename', 'audio')} · {_when(record.created_at)} · {record.id[:8]}", record.id)
                 for record in records[:limit]]
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))

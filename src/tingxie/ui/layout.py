@@ -61,7 +61,8 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
             bench_status = gr.Markdown("", elem_id="bench-status")
             bench_table = gr.Dataframe(label="Cases", interactive=False, elem_id="bench-table")
             bench_plot = gr.ScatterPlot(x=bench_panel.PLOT_X, y=bench_panel.PLOT_Y, color="kind",
-                                        tooltip="all", label="Speed against peak memory", elem_id="bench-plot")
+                                        tooltip="all",
+                                        label="Speed against peak memory", elem_id="bench-plot")
         timer = gr.Timer(1.0)
 
         def on_start(file, recording, model, language, batching, budget):
@@ -115,7 +116,9 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                 loaded = bench_panel.load_bench(path)
             except bench_panel.BenchFileError as error:
                 return f"**Error:** {error}", None, None
-            return loaded.summary(), bench_panel.table(loaded), bench_panel.plot_frame(loaded)
+            points = bench_panel.plot_frame(loaded)
+            x_lim, y_lim = bench_panel.axis_limits(points)
+            return loaded.summary(), bench_panel.table(loaded), gr.update(value=points, x_lim=x_lim, y_lim=y_lim)
 
         def on_cancel(job_id):
             if job_id:
