@@ -47,10 +47,11 @@ def fake_transcriber(delay_s: float = 0.0, max_batch_size: int = 16, **kwargs) -
 
 
 @contextlib.contextmanager
-def server(transcriber: Transcriber, tmp_path: Path, **config):
-    """(base URL, service) of a server on 127.0.0.1, a free port, its database under tmp_path."""
+def server(transcriber: Transcriber, tmp_path: Path, *, mount=None, **config):
+    """(base URL, service) of a server on 127.0.0.1, a free port, its database under tmp_path;
+    mount adds routes (the web page)."""
     settings = ServerConfig(db_path=tmp_path / "jobs.db", upload_dir=tmp_path / "uploads", **config)
-    with running(transcriber, settings) as (url, service):
+    with running(transcriber, settings, mount=mount) as (url, service):
         yield url, service
 
 

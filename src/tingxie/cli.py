@@ -12,8 +12,9 @@ from .benchmark.command import register as register_bench, run as run_bench
 from .errors import OptionError, TingxieError
 from .funasr_support.options import add_funasr_arguments, with_funasr_options
 from .models import DEFAULT_MODEL, EMBEDDED
-from .options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions, VadOptions
+from .options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions, VadOptions, parse_batch_size
 from .server.command import register as register_serve, run as run_serve
+from .ui.command import register as register_ui, run as run_ui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the embedded models")
     register_serve(commands)
     register_bench(commands)
+    register_ui(commands)
     return parser
 
 
@@ -59,19 +61,10 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
                              timestamps=not args.no_timestamps),
         vad=VadOptions(threshold=args.vad_threshold, max_segment_s=args.max_segment,
                        merge_max_s=min(VadOptions.merge_max_s, args.max_segment)),
-        batch=BatchOptions(batch_size_s=_parse_batch_size(args.batch_size_s),
+        batch=BatchOptions(batch_size_s=parse_batch_size(args.batch_size_s),
                            batch_threshold_s=args.batch_threshold_s, max_batch_size=args.max_batch_size,
                            memory_budget=args.memory_budget),
     )
-
-
-def _parse_batch_size(text: str) -> float | None:
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise OptionError(f"--batch-size-s must be 'auto' or a number of seconds, not {text!r}") from None
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -95,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_serve(args)
     if args.command == "bench":
         return run_bench(args, argv)
+    if args.command == "ui":
+        return run_ui(args)
     if args.command == "models":
         for name, description in EMBEDDED.items():
             print(f"{name:18} {description}")

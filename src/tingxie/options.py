@@ -84,6 +84,16 @@ class VadOptions:
                  "--merge-max must not exceed --max-segment")
 
 
+def parse_batch_size(text: str) -> float | None:
+    """'auto' (None: budgeted batching) or seconds of audio per batch (FunASR's batch_size_s)."""
+    if text.strip() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"--batch-size-s must be 'auto' or a number of seconds, not {text!r}") from None
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     """How segments are grouped into batches.

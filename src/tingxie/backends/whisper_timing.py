@@ -18,6 +18,18 @@ SENTENCE_ENDS = tuple(".?!。？！")
 PAUSES = tuple(",;:，；：、")
 MIN_CUE_S = 3.0  # below this a comma or a pause between spans does not end a cue
 MAX_CUE_S = 10.0
+_CLOSING_BRACKETS = tuple("\"')]}”’」』》")
+
+
+def _closes_previous(text: str) -> bool:
+    """Punctuation that belongs to the word before it, never the start of a cue. A quote or
+    bracket counts only when glued to that word (no leading space: ' "' opens a quote)."""
+    stripped = text.strip()
+    if not stripped:
+        return False
+    if all(ch in SENTENCE_ENDS + PAUSES for ch in stripped):
+        return True
+    return not text[0].isspace() and all(ch in SENTENCE_ENDS + PAUSES + _CLOSING_BRACKETS for ch in stripped)
 
 
 @dataclass(frozen=True)
@@ -65,9 +77,13 @@ def cues(words: list[TimedWord], part_starts: Sequence[float]) -> list[tuple[flo
     grows past MAX_CUE_S."""
     groups: list[list[TimedWord]] = []
     for word in words:
+        if groups and _closes_previous(word.text):  # "you" "." stays "you." across a span join
+            groups[-1].append(word)
+            continue
         if groups:
             first, last = groups[-1][0], groups[-1][-1]
-            tail = last.text.rstrip()
+            # A sentence ends at "left." and at 'calm."' alike: look through closing quotes.
+            tail = "".join(w.text for w in groups[-1][-2:]).rstrip().rstrip("".join(_CLOSING_BRACKETS))
             pause = tail.endswith(PAUSES) or any(last.start < p <= word.start for p in part_starts[1:])
             ends = ((tail.endswith(SENTENCE_ENDS) and last.end - first.start >= 1.0)  # not at "Mr."
                     or (pause and last.end - first.start >= MIN_CUE_S)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +33,9 @@ from .work import Work
 DISCONNECT_POLL_S = 1.0
 
 
-def create_app(service: TranscriptionService, config: ServerConfig, metrics: Metrics):
+def create_app(service: TranscriptionService, config: ServerConfig, metrics: Metrics,
+               mount: Callable[[FastAPI, TranscriptionService], None] | None = None):
+    """The routes behind the Guard; mount adds more to the app (the web page, tingxie.ui)."""
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
@@ -111,6 +114,8 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
         await run_in_threadpool(service.cancel, job_id)  # a finished job stays as it is
         return _job_or_404(service, job_id)
 
+    if mount is not None:
+        mount(app, service)
     return Guard(app, api_keys=config.api_keys, max_upload_bytes=config.max_upload_bytes, metrics=metrics)
 
 
@@ -119,18 +124,18 @@ async def _admit(request: Request, service: TranscriptionService, config: Server
     try:
         service.check_options(options)
         await run_in_threadpool(service.check_room)
-        job_id, path = await run_in_threadpool(save_upload, upload, config.uploads, config.max_upload_bytes)
+        job_id, path = await run_in_threadpool(save_upload, upload.file, config.uploads, config.max_upload_bytes)
     finally:
         await upload.close()
     try:
-        total_s = await run_in_threadpool(_probe, path, options.filename, config.max_duration_s)
+        total_s = await run_in_threadpool(probe_upload, path, options.filename, config.max_duration_s)
         return await run_in_threadpool(lambda: service.submit(job_id, options, path, total_s, durable=durable))
     except BaseException:
         remove_quietly(path)
         raise
 
 
-def _probe(path, filename: str, max_duration_s: float | None) -> float | None:
+def probe_upload(path, filename: str, max_duration_s: float | None) -> float | None:
     """The length the header states, refusing a corrupt or too long input before it is queued."""
     try:
         seconds = probe_duration(str(path))

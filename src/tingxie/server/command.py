@@ -12,10 +12,16 @@ from ..errors import TingxieError
 
 
 def register(subparsers) -> None:
-    from ..models import DEFAULT_MODEL, EMBEDDED
-    from ..options import BatchOptions, DecodeOptions
+    serve = subparsers.add_parser("serve", help="serve an OpenAI-compatible transcription API (and the web page at /ui)")
+    add_server_arguments(serve)
+    serve.add_argument("--no-ui", action="store_true", help="serve the API only, without the web page at /ui")
 
-    serve = subparsers.add_parser("serve", help="serve an OpenAI-compatible transcription API")
+
+def add_server_arguments(serve: argparse.ArgumentParser) -> None:
+    """The options of `tingxie serve`, shared with `tingxie ui` (the same server, the page first)."""
+    from ..models import DEFAULT_MODEL, EMBEDDED
+    from ..options import DecodeOptions
+
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"{', '.join(EMBEDDED)}, or a model directory")
@@ -40,6 +46,8 @@ def register(subparsers) -> None:
                             "model windows, 120 s for Whisper); 0: strict round robin")
     serve.add_argument("--no-cross-batching", action="store_true",
                        help="serve one request or job at a time (batches hold one input's segments only)")
+    serve.add_argument("--bench-results", default=None, metavar="JSON",
+                       help="`tingxie bench` output to show on the page's Benchmarks tab")
     serve.add_argument("--debug", action="store_true", help="debug logs")
 
 
@@ -84,6 +92,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger("tingxie.server").info("starting", extra={"fields": {
         "host": args.host, "port": args.port, "model": transcriber.backend.name, "db": str(config.db_path),
-        "auth": bool(config.api_keys), "cross_batching": config.max_active == 0}})
-    serve(transcriber, config, args.host, args.port, log_level="debug" if args.debug else "info")
+        "auth": bool(config.api_keys), "cross_batching": config.max_active == 0,
+        "page": None if getattr(args, "no_ui", False) else f"http://{args.host}:{args.port}/ui/"}})
+    serve(transcriber, config, args.host, args.port, log_level="debug" if args.debug else "info",
+          mount=_page(args))
     return 0
+
+
+def _page(args: argparse.Namespace):
+    """The web page's mount, unless --no-ui; `tingxie ui` also sends / to it."""
+    if getattr(args, "no_ui", False):
+        return None
+    from ..ui.mount import page_mount
+
+    bench = Path(args.bench_results) if args.bench_results else None
+    return page_mount(bench, root_redirect=args.command == "ui")

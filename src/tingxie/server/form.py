@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import BinaryIO
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -68,14 +69,14 @@ async def read_request(request: Request, max_upload_bytes: int) -> tuple[Request
     return options, upload
 
 
-def save_upload(upload: UploadFile, directory: Path, max_upload_bytes: int) -> tuple[str, Path]:
-    """Copy the spooled upload into the upload folder under a fresh id (blocking: run in a thread)."""
+def save_upload(source: BinaryIO, directory: Path, max_upload_bytes: int) -> tuple[str, Path]:
+    """Copy an upload (a binary file) into the upload folder under a fresh id (blocking: run in a thread)."""
     directory.mkdir(parents=True, exist_ok=True)
     job_id = uuid.uuid4().hex
     path = directory / f"{job_id}.upload"
-    upload.file.seek(0)
+    source.seek(0)
     with open(path, "wb") as out:
-        shutil.copyfileobj(upload.file, out, 1 << 20)
+        shutil.copyfileobj(source, out, 1 << 20)
     if path.stat().st_size > max_upload_bytes:
         path.unlink(missing_ok=True)
         raise upload_error(max_upload_bytes)

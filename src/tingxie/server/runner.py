@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import uvicorn
 
@@ -19,12 +19,14 @@ from .config import ServerConfig
 from .metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
 from .service import TranscriptionService
 
+Mount = Callable[[object, TranscriptionService], None]  # adds routes to the FastAPI app (the web page)
 
-def build(transcriber: Transcriber, config: ServerConfig) -> tuple[object, TranscriptionService]:
+
+def build(transcriber: Transcriber, config: ServerConfig, mount: Mount | None = None) -> tuple[object, TranscriptionService]:
     metrics = Metrics()
     service = TranscriptionService(transcriber, config, metrics)
     _register(metrics, service)
-    return create_app(service, config, metrics), service
+    return create_app(service, config, metrics, mount), service
 
 
 def _register(metrics: Metrics, service: TranscriptionService) -> None:
@@ -54,8 +56,9 @@ def _register(metrics: Metrics, service: TranscriptionService) -> None:
         metrics.inc(name, 0)  # present from the first scrape
 
 
-def serve(transcriber: Transcriber, config: ServerConfig, host: str, port: int, log_level: str = "info") -> None:
-    app, service = build(transcriber, config)
+def serve(transcriber: Transcriber, config: ServerConfig, host: str, port: int, log_level: str = "info",
+          mount: Mount | None = None) -> None:
+    app, service = build(transcriber, config, mount)
     service.start()  # the app's lifespan stops it, before uvicorn re-raises a SIGTERM it caught
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, log_level=log_level,
                 timeout_graceful_shutdown=5)
@@ -63,11 +66,11 @@ def serve(transcriber: Transcriber, config: ServerConfig, host: str, port: int, 
 
 @contextlib.contextmanager
 def running(transcriber: Transcriber, config: ServerConfig, host: str = "127.0.0.1",
-            port: int = 0) -> Iterator[tuple[str, TranscriptionService]]:
-    app, service = build(transcriber, config)
+            port: int = 0, mount: Mount | None = None) -> Iterator[tuple[str, TranscriptionService]]:
+    app, service = build(transcriber, config, mount)
     service.start()
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                           lifespan="off", timeout_graceful_shutdown=2))
+                                           lifespan="on", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, name="tingxie-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

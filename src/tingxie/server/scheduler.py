@@ -197,7 +197,8 @@ class Scheduler:
         started = time.perf_counter()
         results, errors = self._execute(batch)
         elapsed = time.perf_counter() - started
-        self.metrics.inc("tingxie_oom_retries_total", self.executor.oom_retries - retries)
+        retries = self.executor.oom_retries - retries
+        self.metrics.inc("tingxie_oom_retries_total", retries)
         self.metrics.inc("tingxie_batches_total")
         self.metrics.observe("tingxie_batch_size", len(batch))
         self.metrics.inc("tingxie_busy_seconds_total", elapsed)
@@ -211,7 +212,7 @@ class Scheduler:
         for work, records in finished.items():
             if records and work not in failures and not work.terminal:
                 self.sink.record(work, records)  # durable before it counts as done
-        done = self._route(taken, finished, failures)
+        done = self._route(taken, finished, failures, retries)
         for work in done:
             self.sink.settled(work)
         for work, error in failures.items():
@@ -233,7 +234,7 @@ class Scheduler:
                 errors[segment.index] = error
         return results, errors
 
-    def _route(self, taken, finished, failures) -> list[Work]:
+    def _route(self, taken, finished, failures, oom_retries: int) -> list[Work]:
         """Results into their works; returns the works this batch completed."""
         done: list[Work] = []
         with self.cond:
@@ -248,6 +249,7 @@ class Scheduler:
                 for record in finished[work]:
                     work.finished[record.index] = record
                 work.batches += 1
+                work.oom_retries += oom_retries  # a split batch held this work's segments
                 work.peak_memory_bytes = max(work.peak_memory_bytes, peak)
                 if work.complete and work.settle("succeeded"):
                     self.works.remove(work)

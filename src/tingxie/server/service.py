@@ -44,6 +44,7 @@ class TranscriptionService:
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._stopped = False
+        self.stop_hooks: list = []  # called first on stop (the web page's own runner)
 
     @property
     def model_name(self) -> str:
@@ -66,6 +67,8 @@ class TranscriptionService:
     def stop(self) -> None:
         if not self._stopped:
             self._stopped = True
+            for hook in self.stop_hooks:
+                hook()
             self.scheduler.stop()
             self.store.close()
 
@@ -128,6 +131,7 @@ class TranscriptionService:
                     record.audio_total_s, next(self._seq), created_at=record.created_at,
                     processing_s=record.processing_s)
         work.first_started_at, work.done_floor_s = record.started_at, record.audio_done_s
+        work.batches, work.oom_retries = record.batches, record.oom_retries
         for finished in self.store.segments(record.id):
             work.finished[finished.index] = finished
             work.served_s += self.transcriber.backend.shape.padded_seconds([finished.end - finished.start])
@@ -152,7 +156,7 @@ class TranscriptionService:
         with self.scheduler.cond:
             done_s = work.audio_done_s(finishing=frozenset(f.index for f in finished))
             fields = {"state": "running", "audio_done_s": done_s, "processing_s": work.elapsed_s(),
-                      "peak_memory_bytes": peak_rss_bytes()}
+                      "peak_memory_bytes": peak_rss_bytes(), "batches": work.batches + 1}  # + this batch
             if work.first_started_at is None:
                 work.first_started_at = fields["started_at"] = work.started_at
         self.store.record(work.id, finished, **fields)
@@ -166,6 +170,7 @@ class TranscriptionService:
                               processing_s=work.elapsed_s(), peak_memory_bytes=max(work.peak_memory_bytes,
                                                                                     peak_rss_bytes()),
                               segments_total=len(work.finished), language=transcript and transcript.language,
+                              batches=work.batches, oom_retries=work.oom_retries,
                               error=error and error.message, error_status=error and error.status)
         remove_quietly(work.upload)
         with self._lock:
@@ -181,15 +186,13 @@ class TranscriptionService:
 
     def transcript(self, work: Work) -> Transcript:
         stats = RunStats(audio_seconds=work.total_s or work.decoded_s, wall_seconds=work.elapsed_s(),
-                         peak_rss_bytes=work.peak_memory_bytes, batches=work.batches, segments=len(work.finished))
+                         peak_rss_bytes=work.peak_memory_bytes, batches=work.batches, segments=len(work.finished),
+                         oom_retries=work.oom_retries)
         return build_transcript(work.finished.values(), source=work.options.filename, model=self.model_name,
                                 stats=stats)
 
     def stored_transcript(self, record: JobRecord) -> Transcript:
-        stats = RunStats(audio_seconds=record.audio_total_s or 0.0, wall_seconds=record.processing_s,
-                         peak_rss_bytes=record.peak_memory_bytes or 0, segments=record.segments_total or 0)
-        return build_transcript(self.store.segments(record.id), source=record.options.get("filename", "audio"),
-                                model=self.model_name, stats=stats)
+        return stored_transcript(self.store, record, self.model_name)
 
     def job_view(self, job_id: str) -> dict | None:
         work = self.live.get(job_id)
@@ -198,19 +201,31 @@ class TranscriptionService:
                 return _view(work.id, work.state, work.options, work.created_at, work.first_started_at or work.started_at,
                              work.finished_at, work.audio_done_s(), work.total_s, len(work.finished), work.speed(),
                              work.peak_memory_bytes or None, work.error and work.error.message,
-                             work.error and work.error.status)
+                             work.error and work.error.status, work.elapsed_s(), work.batches, work.oom_retries)
         record = self.store.get(job_id)
-        if record is None:
-            return None
-        elapsed = record.processing_s
-        return _view(record.id, record.state, RequestOptions.from_json(record.options), record.created_at,
-                     record.started_at, record.finished_at, record.audio_done_s, record.audio_total_s,
-                     self.store.count_segments(job_id), record.audio_done_s / elapsed if elapsed > 0 else 0.0, record.peak_memory_bytes,
-                     record.error, record.error_status)
+        return None if record is None else record_view(record, self.store.count_segments(job_id))
+
+
+def stored_transcript(store: JobStore, record: JobRecord, model: str) -> Transcript:
+    """A finished job's transcript from its stored segments."""
+    stats = RunStats(audio_seconds=record.audio_total_s or 0.0, wall_seconds=record.processing_s,
+                     peak_rss_bytes=record.peak_memory_bytes or 0, batches=record.batches,
+                     segments=record.segments_total or 0, oom_retries=record.oom_retries)
+    return build_transcript(store.segments(record.id), source=record.options.get("filename", "audio"),
+                            model=model, stats=stats)
+
+
+def record_view(record: JobRecord, segments_done: int) -> dict:
+    """The job's JSON view from its stored row (a job no longer, or not yet, in memory)."""
+    elapsed = record.processing_s
+    return _view(record.id, record.state, RequestOptions.from_json(record.options), record.created_at,
+                 record.started_at, record.finished_at, record.audio_done_s, record.audio_total_s, segments_done,
+                 record.audio_done_s / elapsed if elapsed > 0 else 0.0, record.peak_memory_bytes, record.error,
+                 record.error_status, elapsed, record.batches, record.oom_retries)
 
 
 def _view(job_id, state, options: RequestOptions, created, started, finished, done_s, total_s, segments_done,
-          speed, peak, error, error_status) -> dict:
+          speed, peak, error, error_status, wall_s, batches, oom_retries) -> dict:
     fraction = min(1.0, done_s / total_s) if total_s else (1.0 if state == "succeeded" else 0.0)
     return {
         "id": job_id, "object": "transcription.job", "state": state, "model": options.model or None,
@@ -218,7 +233,7 @@ def _view(job_id, state, options: RequestOptions, created, started, finished, do
         "created_at": created, "started_at": started, "finished_at": finished,
         "progress": {"audio_done_s": round(done_s, 3), "audio_total_s": total_s and round(total_s, 3),
                      "fraction": round(fraction, 4), "segments_done": segments_done},
-        "speed": round(speed, 3), "peak_memory_bytes": peak,
+        "speed": round(speed, 3), "peak_memory_bytes": peak, "wall_s": round(wall_s, 3),
+        "batches": batches, "oom_retries": oom_retries,
         "error": {"message": error, "status": error_status} if error else None,
     }
-

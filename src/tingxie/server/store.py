@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from ..segments import SegmentResult, TextSegment
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     peak_memory_bytes INTEGER,
     language TEXT,
     error TEXT,
-    error_status INTEGER
+    error_status INTEGER,
+    batches INTEGER NOT NULL DEFAULT 0,
+    oom_retries INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS segments (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -44,9 +46,13 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (job_id, idx)
 );
 """
+_MIGRATIONS = {  # from version n to n + 1
+    1: "ALTER TABLE jobs ADD COLUMN batches INTEGER NOT NULL DEFAULT 0;"
+       "ALTER TABLE jobs ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0;",
+}
 _COLUMNS = ("id", "state", "options", "upload_path", "audio_total_s", "audio_done_s", "segments_total",
             "created_at", "started_at", "finished_at", "processing_s", "peak_memory_bytes", "language",
-            "error", "error_status")
+            "error", "error_status", "batches", "oom_retries")
 
 
 @dataclass
@@ -66,6 +72,8 @@ class JobRecord:
     language: str | None
     error: str | None
     error_status: int | None
+    batches: int = 0
+    oom_retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,10 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if not 0 <= version <= SCHEMA_VERSION:
             raise RuntimeError(f"{path}: job database has schema {version}; this tingxie reads {SCHEMA_VERSION}")
+        for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            self._db.executescript(_MIGRATIONS[step])
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -133,6 +143,13 @@ class JobStore:
             rows = self._db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
             ).fetchall()
+        return [_record(row) for row in rows]
+
+    def recent(self, limit: int = 20) -> list[JobRecord]:
+        """The newest jobs first, whatever their state (the web page's job list)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         return [_record(row) for row in rows]
 
     def count_segments(self, job_id: str) -> int:

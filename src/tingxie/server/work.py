@@ -64,6 +64,7 @@ class Work:
     finished_at: float | None = None
     processing_s: float = 0.0  # wall time across runs (a resumed job adds its earlier runs')
     batches: int = 0
+    oom_retries: int = 0  # splits after out-of-memory in the batches this work was part of
     peak_memory_bytes: int = 0
     error: ApiError | None = None
     done: threading.Event = field(default_factory=threading.Event)

@@ -1,0 +1,1 @@
+"""The web page (Gradio): mounted in `tingxie serve` at /ui, or run alone as `tingxie ui`."""

@@ -1,0 +1,132 @@
+"""The page's jobs: checked choices, the upload handed to the server or the page runner, views.
+
+A job the server's loaded model can run as asked (its model, a language it honours, automatic
+batching, no budget of its own) becomes a durable server job, batched with the API's requests.
+Anything else runs on the page runner (page_runner.py). Either way the page only sees a job id
+and the same view dict as GET /v1/jobs/{id}. Every error leaves as a PageError in plain words.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import TingxieError
+from ..options import BatchOptions, DecodeOptions, parse_batch_size
+from ..segments import Transcript
+from ..server.api_errors import ApiError
+from ..server.app import probe_upload
+from ..server.form import remove_quietly, save_upload
+from ..server.service import TranscriptionService
+from ..server.work import RequestOptions
+from .page_runner import PageRunner
+
+AUTO_LANGUAGE = "auto"
+
+
+class PageError(Exception):
+    """What the page shows in its status line: one sentence, never a traceback."""
+
+
+@dataclass(frozen=True)
+class PageChoices:
+    """What the user picked, validated once (the engine's own option checks word the errors)."""
+
+    model: str
+    language: str | None = None  # None: detected per window
+    batch_size_s: float | None = None  # None: automatic (budgeted) batching
+    memory_budget: str | None = None
+
+    @classmethod
+    def parse(cls, model: str, language: str, batching: str, budget: str) -> "PageChoices":
+        try:
+            language = None if not language or language.strip() == AUTO_LANGUAGE else language.strip()
+            choices = cls(model=(model or "").strip(), language=language,
+                          batch_size_s=parse_batch_size(batching or "auto"), memory_budget=(budget or "").strip() or None)
+            if not choices.model:
+                raise PageError("choose a model")
+            DecodeOptions(language=choices.language)  # raise the engine's own message for a bad value
+            BatchOptions(batch_size_s=choices.batch_size_s, memory_budget=choices.memory_budget)
+        except TingxieError as error:
+            raise PageError(str(error).replace("--", "")) from None
+        return choices
+
+
+class PageJobs:
+    def __init__(self, service: TranscriptionService, runner: PageRunner, uploads: Path):
+        self.service = service
+        self.runner = runner
+        self.uploads = uploads  # the page runner's; the server sweeps its own folder at start
+
+    @property
+    def server_model(self) -> str:
+        return self.service.model_name
+
+    def submit(self, source: str, filename: str, choices: PageChoices) -> str:
+        """Copy the file from the page's upload cache, check it, start the job; its id."""
+        on_server = self._server_runs(choices)
+        folder = self.service.config.uploads if on_server else self.uploads
+        limit = self.service.config.max_upload_bytes
+        try:
+            with open(source, "rb") as data:
+                job_id, path = save_upload(data, folder, limit)
+        except ApiError as error:
+            raise PageError(error.message) from None
+        except OSError as error:
+            raise PageError(f"the uploaded file could not be read ({error.strerror or error})") from None
+        try:
+            total_s = probe_upload(path, filename, self.service.config.max_duration_s)
+            if on_server:
+                options = RequestOptions(filename=filename, model=choices.model, language=choices.language)
+                self.service.submit(job_id, options, path, total_s, durable=True)
+            else:
+                self.runner.submit(job_id, {"filename": filename, **asdict(choices)}, path, total_s)
+        except ApiError as error:
+            remove_quietly(path)
+            raise PageError(error.message) from None
+        except BaseException:
+            remove_quietly(path)
+            raise
+        return job_id
+
+    def _server_runs(self, choices: PageChoices) -> bool:
+        if choices.model != self.server_model or choices.batch_size_s is not None or choices.memory_budget:
+            return False
+        try:
+            self.service.check_options(RequestOptions(model=choices.model, language=choices.language))
+        except ApiError:
+            return False  # e.g. a language the server was not started with
+        return True
+
+    def view(self, job_id: str) -> dict | None:
+        if not job_id:
+            return None
+        view = self.service.job_view(job_id)
+        if view is not None:
+            return view | {"model": view["model"] or self.server_model, "runs_on": "server"}
+        view = self.runner.view(job_id)
+        return None if view is None else view | {"runs_on": "page"}
+
+    def transcript(self, job_id: str) -> Transcript | None:
+        record = self.service.store.get(job_id)
+        if record is not None:
+            return self.service.stored_transcript(record) if record.state == "succeeded" else None
+        return self.runner.transcript(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        if self.service.store.get(job_id) is not None:
+            self.service.cancel(job_id)
+        else:
+            self.runner.cancel(job_id)
+
+    def recent(self, limit: int = 20) -> list[tuple[str, str]]:
+        """(label, id) of the newest jobs of both stores, newest first."""
+        records = self.service.store.recent(limit) + self.runner.store.recent(limit)
+        records.sort(key=lambda record: record.created_at, reverse=True)
+        return [(f"{record.options.get('filename', 'audio')} · {_when(record.created_at)} · {record.id[:8]}", record.id)
+                for record in records[:limit]]
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
