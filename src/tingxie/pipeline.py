@@ -17,6 +17,7 @@ from .executor import Executor
 from .memory_planning import MemoryPlanner
 from .options import TranscribeOptions
 from .packing import pack_windows
+from .prefetch import prefetched
 from .shapes import ShapeRule
 from .resources import peak_rss_bytes
 from .segments import RunStats, SegmentResult, Transcript
@@ -25,6 +26,7 @@ from .vad import SpeechDetector
 
 ProgressCallback = Callable[[float, "float | None"], None]  # (audio seconds done, total or None)
 CHUNK_S = 30.0
+PREFETCH_DEPTH = 4  # segments (packed windows: ~2 MB each) made ahead of the model
 
 
 class Transcriber:
@@ -71,7 +73,8 @@ class Transcriber:
         total_s = probe_duration(source)
         state = StreamState()
         executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
-        segments = self.segments(decode_chunks(source, CHUNK_S), state)
+        # Decoding and VAD run a window ahead in a thread, overlapping the model's compute.
+        segments = prefetched(self.segments(decode_chunks(source, CHUNK_S), state), depth=PREFETCH_DEPTH)
         results: list[SegmentResult] = []
         if progress:
             progress(0.0, total_s)
