@@ -61,6 +61,14 @@ def test_batched_tokens_equal_one_at_a_time(paraformer, funasr_alone, zh_clips):
     assert [r.tokens for r in paraformer.recognise(clips[::-1])] == alone[::-1]
 
 
+def test_batched_timestamps_equal_funasr_one_at_a_time(paraformer, funasr_alone, zh_clips):
+    """The timestamp BLSTM runs over each item's own frames (packed), not into the padding."""
+    batched = paraformer.recognise(list(zh_clips.values()))
+    for name, got in zip(zh_clips, batched):
+        expected = funasr_alone[name][0]["timestamp"]
+        assert [[round(s * 1000), round(e * 1000)] for s, e in got.times] == expected, name
+
+
 def test_batched_encoder_and_logits_match_alone_within_tolerance(paraformer, zh_clips):
     clips = list(zh_clips.values())
     model = paraformer.asr.model
