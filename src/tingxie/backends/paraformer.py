@@ -81,6 +81,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 class ParaformerBackend:
     shape = InputShape(ShapeRule.VARIABLE, max_item_s=MAX_ITEM_S)
+    memory_engine = "torch"  # on CUDA its memory is torch's allocator: memory_planning asks torch
 
     def __init__(self, model_dir: Path, name: str, model: ModelOptions, decode: DecodeOptions, *,
                  punctuator: Punctuator | None | bool = True):
