@@ -161,4 +161,5 @@ def test_transcriber_loads_a_funasr_model_directory_like_any_model(paraformer_di
     assert transcriber.backend.punctuator is not None
     transcript = transcriber.transcribe(str(data_dir / "asr_example.wav"))
     assert transcript.segments and PUNCTUATION.search(transcript.text)
+    assert transcriber.backend.word_pieces is False  # per-segment pieces again for a shared backend (server)
     assert all(0 <= s.start <= s.end <= transcript.stats.audio_seconds + 0.1 for s in transcript.segments)

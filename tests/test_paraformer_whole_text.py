@@ -57,6 +57,26 @@ def test_cli_with_fsmn_vad_and_punctuation_equals_funasr_automodel(paraformer_di
     assert "".join(s["text"] for s in got["segments"]) == got["text"]
 
 
+def test_a_resumed_run_punctuates_as_an_uninterrupted_one(paraformer_dir, vad_dir, punc_dir, long_recording, offline):
+    """Checkpoints hold each segment's words; a resumed run feeds them to the punctuation again."""
+    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
+    from tingxie.pipeline import Transcriber
+
+    options = TranscribeOptions(
+        model=ModelOptions(name=str(paraformer_dir), threads=1, device="cpu",
+                           paraformer=ParaformerOptions(vad_model=str(vad_dir), punc_model=str(punc_dir))),
+        batch=BatchOptions(max_batch_size=2))
+    transcriber = Transcriber(options)
+    windows = []
+    first = transcriber.transcribe(str(long_recording[0]), on_window=windows.append)
+    assert len(windows) > 2 and [p for w in windows for p in w.output] == first.segments
+    done = {r.index: r for w in windows[: len(windows) // 2] for r in w.results}
+    resumed = transcriber.transcribe(str(long_recording[0]), recorded=done.get)
+    assert resumed.segments == first.segments and resumed.text == first.text
+    assert transcriber.backend.word_pieces is False
+
+
 def test_streamed_fsmn_vad_equals_funasr_on_the_whole_recording(vad_dir, long_recording, funasr_full):
     from tingxie.funasr_support.fsmn_vad import FsmnVad
 

@@ -49,11 +49,9 @@ class Transcriber:
             merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
         )
         # Paraformer: punctuation runs over the whole recording's text (as FunASR's AutoModel
-        # does), streamed; the backend then returns one piece per word for it.
+        # does), streamed; while it does, the backend returns one piece per word for it.
         make_text = getattr(self.backend, "text_stream", None)
         self.whole_text = bool(make_text) and make_text() is not None
-        if self.whole_text:
-            self.backend.word_pieces = True
 
     def segments(self, chunks, state: StreamState):
         """The recognition items cut from audio chunks, in time order with stable indices (the
@@ -110,19 +108,25 @@ class Transcriber:
         last = None
         if progress:
             progress(0.0, total_s)
-        for window in run_windows(segments, self.backend, executor, self.options.batch,
-                                  memory_model=self.memory.model if self.memory else None,
-                                  working_budget=self.memory.working_budget if self.memory else None,
-                                  recorded=recorded):
+        if text is not None:  # the server shares the backend and keeps its per-segment pieces
+            self.backend.word_pieces = True
+        try:
+            for window in run_windows(segments, self.backend, executor, self.options.batch,
+                                      memory_model=self.memory.model if self.memory else None,
+                                      working_budget=self.memory.working_budget if self.memory else None,
+                                      recorded=recorded):
+                if text is not None:
+                    window = dataclasses.replace(window, pieces=tuple(text.push(window.results)))
+                results.extend(window.results)
+                pieces.extend(window.output)
+                last = window
+                if on_window:
+                    on_window(window)
+                if progress:
+                    progress(window.audio_done_s, total_s)
+        finally:
             if text is not None:
-                window = dataclasses.replace(window, pieces=tuple(text.push(window.results)))
-            results.extend(window.results)
-            pieces.extend(window.output)
-            last = window
-            if on_window:
-                on_window(window)
-            if progress:
-                progress(window.audio_done_s, total_s)
+                self.backend.word_pieces = False
         if text is not None:
             tail = WindowDone(last.number + 1 if last else 0, (), last.audio_done_s if last else 0.0,
                               tuple(text.finish()))
