@@ -247,7 +247,8 @@ class ParaformerBackend:
         head_logits: list[torch.Tensor] = []
         head = getattr(model.predictor, "cif_output2", None) if hasattr(model, "calc_predictor_timestamp") else None
         hook = head.register_forward_hook(lambda _m, _i, o: head_logits.append(o)) if head is not None else None
-        if self._timestamp_lstm is not None and self.mask_padding:  # its input is upsampled: UPSAMPLE frames per encoder frame
+        if self._timestamp_lstm is not None and self.mask_padding:
+            # the BLSTM reads the upsampled frames: upsample_times per encoder frame
             self._timestamp_lstm.lengths = encoder_lens * getattr(model.predictor, "upsample_times", UPSAMPLE)
         try:
             embeds, token_num, _alphas, _peaks = model.calc_predictor(encoder_out, encoder_lens)[:4]

@@ -34,8 +34,9 @@ def pack_timestamp_lstm(predictor) -> PackedLSTM | None:
     """Put a PackedLSTM around the predictor's timestamp BLSTM (inside any precision wrapper)."""
     holder, name = predictor, "blstm"
     current = getattr(predictor, "blstm", None)
-    if current is not None and not isinstance(current, torch.nn.LSTM) and isinstance(getattr(current, "lstm", None), torch.nn.LSTM):
-        holder, name, current = current, "lstm", current.lstm  # the precision's ReducedLSTM
+    inner = getattr(current, "lstm", None)
+    if not isinstance(current, torch.nn.LSTM) and isinstance(inner, torch.nn.LSTM):
+        holder, name, current = current, "lstm", inner  # the precision's ReducedLSTM
     if not isinstance(current, torch.nn.LSTM) or not current.batch_first:
         return None
     packed = PackedLSTM(current)
