@@ -11,7 +11,7 @@ depend on the weights' values.
 Both sides get the same speech segments: Silero VAD (tingxie's) spans of the recording, rounded
 to whole milliseconds. FunASR's VAD step is replaced by a stand-in that returns those spans, so
 AutoModel.generate runs its own inference_with_vad on them (one segment at a time on CPU, as it
-does) with ncpu set to the usable CPUs. tingxie runs them through its Paraformer pipeline:
+does) with ncpu set to the usable CPUs. tingxie runs them through its Transcriber (transcribe_segments):
 planner batches sized by the start-up memory profile, the backend's batched inference.
 Neither side punctuates. Every run is a fresh child process; its peak RSS is read by the parent
 from os.wait4; systems are interleaved round-robin and each ratio is taken within one round.
@@ -120,27 +120,27 @@ def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
 def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type: str) -> dict:
     from tingxie.backends.paraformer import ParaformerBackend
     from tingxie.funasr_support.options import ParaformerOptions
-    from tingxie.funasr_support.pipeline import ParaformerPipeline
     from tingxie.memory_planning import MemoryPlanner
     from tingxie.options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
-    from tingxie.segments import SpeechSpan
+    from tingxie.pipeline import Transcriber
+    from tingxie.segments import AudioSegment
 
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
     audio = load_audio(args)
-    spans = [SpeechSpan(a / 1000, b / 1000) for a, b in spans_ms]
+    segments = [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans_ms)]
     started = time.perf_counter()
     options = TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
                                                    threads=args.threads, paraformer=ParaformerOptions(punctuate=False)),
                                 batch=BatchOptions(max_batch_size=args.max_batch_size or BatchOptions.max_batch_size))
-    batch = options.batch if args.max_batch_size else None  # None: the pipeline's default
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
     memory = MemoryPlanner.profiled(backend, options)  # cached per model and compute type
+    transcriber = Transcriber(options, backend=backend, memory=memory)
     loaded = time.perf_counter()
-    result = ParaformerPipeline(backend, batch=batch, memory=memory).run(audio, spans)
+    transcript = transcriber.transcribe_segments(segments, total_s=len(audio) / 16000)
     done = time.perf_counter()
     return {"load_s": loaded - started, "transcribe_s": done - loaded,
-            "text": " ".join(w.text for w in result.words), "segments": result.stats.segments,
-            "batches": result.stats.batches, "oom_retries": result.stats.oom_retries,
+            "text": " ".join(p.text for p in transcript.segments), "segments": transcript.stats.segments,
+            "batches": transcript.stats.batches, "oom_retries": transcript.stats.oom_retries,
             "nan_fallbacks": backend.precision.nan_fallbacks}
 
 
@@ -245,7 +245,8 @@ def summarise(args, audio_s: float, rounds: list[dict], errors: dict | None) -> 
                                                          for row in rounds)
             entry["rss_vs_funasr"] = statistics.median(row[system]["peak_rss_bytes"] / row["funasr"]["peak_rss_bytes"]
                                                        for row in rounds)
-            ref, got = rounds[-1]["funasr"]["text"].split(), runs[-1]["text"].split()
+            # characters, spaces left out: FunASR spaces its words, tingxie's pieces join Chinese without
+            ref, got = list("".join(rounds[-1]["funasr"]["text"].split())), list("".join(runs[-1]["text"].split()))
             entry["tokens_equal_to_funasr"] = sum(a == b for a, b in zip(ref, got)) / max(1, len(ref))
             entry["token_count"] = (len(got), len(ref))
         summary[system] = entry

@@ -51,7 +51,13 @@ def punc_dir(tmp_path_factory) -> Path:
     _require_funasr()
     from tingxie.funasr_support.random_model import chinese_vocab, save_model_dir, small_punc_config
 
-    return save_model_dir(tmp_path_factory.mktemp("ct-punc"), small_punc_config(), chinese_vocab(300), seed=1)
+    import torch
+
+    target = save_model_dir(tmp_path_factory.mktemp("ct-punc"), small_punc_config(), chinese_vocab(300), seed=1)
+    state = torch.load(target / "model.pt", weights_only=True)
+    state["decoder.bias"][0] = -30.0  # mark 0 is <unk>, which a trained model never puts out
+    torch.save(state, target / "model.pt")
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -120,13 +126,18 @@ def funasr_alone(funasr_model, zh_clips):
 
 @pytest.fixture(scope="session")
 def vad_dir(tmp_path_factory) -> Path:
-    """A random FSMN-VAD whose silence output is pushed down: it hears speech everywhere."""
+    """A random FSMN-VAD whose silence output is pushed down: it hears speech wherever the audio
+    is louder than -50 dB (its decibel gate), so digital silence between clips ends a span."""
     _require_funasr()
+    import copy
+
     import torch
 
     from tingxie.funasr_support.random_model import FSMN_VAD, save_model_dir
 
-    target = save_model_dir(tmp_path_factory.mktemp("fsmn-vad"), FSMN_VAD, [], seed=2)
+    config = copy.deepcopy(FSMN_VAD)
+    config["model_conf"]["decibel_thres"] = -50.0
+    target = save_model_dir(tmp_path_factory.mktemp("fsmn-vad"), config, [], seed=2)
     state = torch.load(target / "model.pt", weights_only=True)
     bias = [k for k in state if k.startswith("encoder.out_linear2") and k.endswith("bias")][0]
     state[bias][0] = -30.0  # pdf 0 is silence

@@ -226,6 +226,30 @@ def test_probe_for_chooses_per_device_and_engine(monkeypatch):
     assert isinstance(torch_probe, TorchCudaProbe) and torch_probe.device == "cuda:0"
 
 
+def test_paraformer_on_cuda_plans_with_the_torch_allocator_probe(monkeypatch, tmp_path):
+    """memory_planning picks the probe by the backend's engine: torch's peak for Paraformer."""
+    pytest.importorskip("funasr")
+    from tingxie import memory_planning
+    from tingxie.backends.paraformer import ParaformerBackend  # imports the real torch first
+    from tingxie.options import BatchOptions, TranscribeOptions
+    from tingxie.shapes import InputShape, ShapeRule
+
+    cuda = FakeTorchCuda()
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    backend = object.__new__(ParaformerBackend)  # its class, without loading a model
+    (tmp_path / "model.pt").write_bytes(b"0")
+    backend.device, backend.model_path, backend.name = "cuda:0", tmp_path, "paraformer"
+    backend.compute_type, backend.threads = "float32", 1
+    seen = []
+    monkeypatch.setattr(memory_planning, "cached_model", lambda b, probe, key: seen.append(probe) or "model")
+    planner = memory_planning.MemoryPlanner.profiled(backend, TranscribeOptions(batch=BatchOptions()), in_child=False)
+    assert isinstance(planner.probe, TorchCudaProbe) and seen == [planner.probe]
+    assert planner.probe.device == "cuda:0" and ("mem_get_info", 0) in cuda.calls  # the budget asked torch
+    whisper_like = SimpleNamespace(device="cuda:0", model_path=tmp_path, shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0))
+    assert isinstance(memory_planning.backend_probe(whisper_like), NvmlCudaProbe)
+
+
 def test_probe_for_explains_what_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # None in sys.modules: the import fails
     monkeypatch.setitem(sys.modules, "torch", None)

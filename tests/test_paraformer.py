@@ -53,12 +53,29 @@ def test_funasr_batches_equal_funasr_batched_inference(paraformer, funasr_model,
         paraformer.mask_padding = True
 
 
-def test_batched_tokens_equal_one_at_a_time(paraformer, funasr_alone, zh_clips):
+@pytest.fixture(params=["encoder alone (CPU)", "padded encoder batch (GPU)"])
+def batched_paraformer(request, paraformer):
+    """The backend both ways a batch may run: each item through the encoder alone, the rest
+    batched (tingxie's CPU path), or the whole padded batch (its GPU path)."""
+    paraformer.encode_alone = request.param.startswith("encoder alone")
+    yield paraformer
+    paraformer.encode_alone = True
+
+
+def test_batched_tokens_equal_one_at_a_time(batched_paraformer, funasr_alone, zh_clips):
     """Masked padding: a segment's tokens do not depend on its batch, so they equal FunASR on CPU."""
     alone = [funasr_alone[name][1] for name in zh_clips]
     clips = list(zh_clips.values())
-    assert [r.tokens for r in paraformer.recognise(clips)] == alone
-    assert [r.tokens for r in paraformer.recognise(clips[::-1])] == alone[::-1]
+    assert [r.tokens for r in batched_paraformer.recognise(clips)] == alone
+    assert [r.tokens for r in batched_paraformer.recognise(clips[::-1])] == alone[::-1]
+
+
+def test_batched_timestamps_equal_funasr_one_at_a_time(batched_paraformer, funasr_alone, zh_clips):
+    """The timestamp BLSTM runs over each item's own frames (packed), not into the padding."""
+    batched = batched_paraformer.recognise(list(zh_clips.values()))
+    for name, got in zip(zh_clips, batched):
+        expected = funasr_alone[name][0]["timestamp"]
+        assert [[round(s * 1000), round(e * 1000)] for s, e in got.times] == expected, name
 
 
 def test_batched_encoder_and_logits_match_alone_within_tolerance(paraformer, zh_clips):

@@ -133,39 +133,17 @@ def test_punctuation_switches(paraformer_dir, punc_dir, zh_clips, make_paraforme
     assert default.punctuator is None
 
 
-def test_whole_recording_pipeline_punctuates_the_joined_text(paraformer, paraformer_dir, punc_dir, zh_clips):
-    from tingxie.funasr_support.pipeline import ParaformerPipeline
-    from tingxie.funasr_support.punctuation import Punctuator
-
-    gap = np.zeros(16000, np.float32)
-    names = ["asr_example", "paraformer_example2", "triton_mid"]
-    audio = np.concatenate([x for n in names for x in (zh_clips[n], gap)])
-    paraformer.punctuator = Punctuator(punc_dir)
-    try:
-        result = ParaformerPipeline(paraformer).run(audio)
-    finally:
-        paraformer.punctuator = None
-    assert len(result.segments) >= 3
-    alone = [tuple(paraformer.recognise([s.samples])[0].tokens) for s in result.segments]
-    assert [result.tokens[s.index] for s in result.segments] == alone
-    assert "".join(PUNCTUATION.sub("", s.text) for s in result.sentences) == "".join(w.text for w in result.words)
-    assert result.sentences[0].start >= 0 and result.sentences[-1].end <= len(audio) / 16000 + 0.1
-    starts = [s.start for s in result.sentences]
-    assert starts == sorted(starts)
-
-
 def test_fsmn_vad_switch(paraformer_dir, vad_dir, zh_clips, make_paraformer):
-    from tingxie.funasr_support.pipeline import ParaformerPipeline
+    from tingxie.funasr_support.fsmn_vad import FsmnSpeechDetector
 
     backend = make_paraformer(paraformer_dir)
+    assert backend.speech_detector() is None  # silero: the Transcriber's own VAD
     backend.options = ParaformerOptions(vad_model=str(vad_dir), punctuate=False)
-    pipeline = ParaformerPipeline(backend)
-    assert pipeline.fsmn is not None
+    detector = backend.speech_detector()
+    assert isinstance(detector, FsmnSpeechDetector)
     audio = zh_clips["paraformer_example2"]
-    spans = pipeline.speech(audio)
+    spans = detector.push(audio) + detector.finish()
     assert spans and all(0 <= s.start < s.end <= len(audio) / 16000 for s in spans)
-    result = pipeline.run(audio)
-    assert len(result.segments) == len(spans) and result.words
 
 
 def test_transcriber_loads_a_funasr_model_directory_like_any_model(paraformer_dir, punc_dir, data_dir, offline):
@@ -183,4 +161,5 @@ def test_transcriber_loads_a_funasr_model_directory_like_any_model(paraformer_di
     assert transcriber.backend.punctuator is not None
     transcript = transcriber.transcribe(str(data_dir / "asr_example.wav"))
     assert transcript.segments and PUNCTUATION.search(transcript.text)
+    assert transcriber.backend.word_pieces is False  # per-segment pieces again for a shared backend (server)
     assert all(0 <= s.start <= s.end <= transcript.stats.audio_seconds + 0.1 for s in transcript.segments)

@@ -76,21 +76,21 @@ def test_out_of_memory_splits_the_batch_and_loses_nothing(paraformer, zh_clips, 
     from tingxie.executor import Executor
 
     model = paraformer.asr.model
-    encode = model.encode
+    decode = model.cal_decoder_with_predictor  # batched on every device (the CPU encodes items alone)
 
-    def small_memory(speech, lengths, **kwargs):
-        if speech.shape[0] > 2:
+    def small_memory(encoder_out, *args, **kwargs):
+        if encoder_out.shape[0] > 2:
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
-        return encode(speech, lengths, **kwargs)
+        return decode(encoder_out, *args, **kwargs)
 
-    monkeypatch.setattr(model, "encode", small_memory)
+    monkeypatch.setattr(model, "cal_decoder_with_predictor", small_memory)
     clips = list(zh_clips.values())
     batch = [AudioSegment(i, 10.0 * i, 10.0 * i + len(s) / 16000, s) for i, s in enumerate(clips)]
     executor = Executor(paraformer)
     results = executor.run(batch)
     assert [r.index for r in results] == list(range(len(clips)))
     assert executor.oom_retries >= 1 and executor.ceiling <= 2
-    monkeypatch.setattr(model, "encode", encode)
+    monkeypatch.setattr(model, "cal_decoder_with_predictor", decode)
     assert [r.tokens for r in results] == [tuple(r.tokens) for r in paraformer.recognise(clips)]
 
 

@@ -33,7 +33,9 @@ class RollingAudio:
 
     def cut(self, start_s: float, end_s: float) -> np.ndarray:
         """A copy of the samples in [start_s, end_s); the span must still be held."""
-        first, last = int(start_s * SAMPLE_RATE), min(int(end_s * SAMPLE_RATE), self.end_sample)
+        # round: times in seconds are whole samples or milliseconds; int() would cut 1.23 s at
+        # sample 19679 (1.23 * 16000 = 19679.99...) where FunASR cuts 1230 ms at 19680
+        first, last = round(start_s * SAMPLE_RATE), min(round(end_s * SAMPLE_RATE), self.end_sample)
         if first < self._first_sample:
             raise ValueError(f"audio before {self._first_sample / SAMPLE_RATE:.3f} s was already dropped")
         self._consolidate()

@@ -40,6 +40,13 @@ def profile_key(backend, options: TranscribeOptions) -> dict:
     }
 
 
+def backend_probe(backend) -> MemoryProbe:
+    """The probe for the allocator the backend uses: on CUDA, torch's own statistics for a torch
+    backend (Paraformer: memory_engine "torch"), NVML for CTranslate2 (Whisper), whose
+    allocator cannot be asked."""
+    return probe_for(getattr(backend, "device", "cpu"), engine=getattr(backend, "memory_engine", "ctranslate2"))
+
+
 @dataclass
 class MemoryPlanner:
     model: MemoryModel
@@ -52,7 +59,7 @@ class MemoryPlanner:
         backend with no weights to profile (the fake)."""
         if getattr(backend, "model_path", None) is None:
             return None
-        probe = probe_for(getattr(backend, "device", "cpu"))
+        probe = backend_probe(backend)
         key = profile_key(backend, options)
         model = cached_model(backend, probe, key)
         if model is None and in_child and _profile_in_child(options):
@@ -111,7 +118,7 @@ def _child_main() -> None:
 
     options: TranscribeOptions = pickle.loads(sys.stdin.buffer.read())
     backend = load_backend(options.model, options.decode)
-    probe = probe_for(getattr(backend, "device", "cpu"))
+    probe = backend_probe(backend)
     load_or_profile(backend, probe, profile_key(backend, options))
 
 

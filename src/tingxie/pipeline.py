@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from .audio import decode_chunks, probe_duration
 from .backends.base import Backend
@@ -20,7 +20,7 @@ from .packing import pack_windows
 from .prefetch import prefetched
 from .shapes import ShapeRule
 from .resources import peak_rss_bytes
-from .segments import RunStats, SegmentResult, Transcript
+from .segments import AudioSegment, RunStats, SegmentResult, TextSegment, Transcript
 from .streaming import StreamState, WindowDone, run_windows, speech_segments
 from .vad import SpeechDetector
 
@@ -50,14 +50,25 @@ class Transcriber:
             self.options.vad, max_segment_s=limit,
             merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
         )
+        # Paraformer: punctuation runs over the whole recording's text (as FunASR's AutoModel
+        # does), streamed; while it does, the backend returns one piece per word for it.
+        make_text = getattr(self.backend, "text_stream", None)
+        self.whole_text = bool(make_text) and make_text() is not None
 
     def segments(self, chunks, state: StreamState):
         """The recognition items cut from audio chunks, in time order with stable indices (the
         server uses this too, so its results and resumed indices match the CLI's)."""
-        segments = speech_segments(chunks, SpeechDetector(self.vad_options), state)
+        detector = self._speech_detector()
+        segments = speech_segments(chunks, detector, state)
         if self.packs_windows:
             segments = pack_windows(segments, self.backend.shape.max_item_s)
         return segments
+
+    def _speech_detector(self):
+        # A backend may bring the VAD its users expect (Paraformer: FunASR's FSMN-VAD on request).
+        own = getattr(self.backend, "speech_detector", None)
+        detector = own() if own else None
+        return detector if detector is not None else SpeechDetector(self.vad_options)
 
     def transcribe(
         self,
@@ -72,26 +83,65 @@ class Transcriber:
         started = time.perf_counter()
         total_s = probe_duration(source)
         state = StreamState()
-        executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
-        # Decoding and VAD run a window ahead in a thread, overlapping the model's compute.
+        # Decoding and VAD run a few segments ahead in a thread, overlapping the model's compute.
         segments = prefetched(self.segments(decode_chunks(source, CHUNK_S), state), depth=PREFETCH_DEPTH)
+        transcript = self.transcribe_segments(segments, state=state, total_s=total_s, progress=progress,
+                                              on_window=on_window, recorded=recorded, started=started)
+        transcript.source = source if isinstance(source, str) else getattr(source, "name", "-")
+        return transcript
+
+    def transcribe_segments(
+        self,
+        segments: Iterable[AudioSegment],
+        *,
+        state: StreamState | None = None,
+        total_s: float | None = None,
+        progress: ProgressCallback | None = None,
+        on_window: Callable[[WindowDone], None] | None = None,
+        recorded: Callable[[int], SegmentResult | None] = lambda index: None,
+        started: float | None = None,
+    ) -> Transcript:
+        """The stream from speech segments on: windows of planned batches, then the text stage."""
+        started = time.perf_counter() if started is None else started
+        state = state or StreamState()
+        executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
+        text = self._text_stream()
         results: list[SegmentResult] = []
+        pieces: list[TextSegment] = []
+        last = None
         if progress:
             progress(0.0, total_s)
-        for window in run_windows(segments, self.backend, executor, self.options.batch,
-                                  memory_model=self.memory.model if self.memory else None,
-                                  working_budget=self.memory.working_budget if self.memory else None,
-                                  recorded=recorded):
-            results.extend(window.results)
-            if on_window:
-                on_window(window)
-            if progress:
-                progress(window.audio_done_s, total_s)
+        if text is not None:  # the server shares the backend and keeps its per-segment pieces
+            self.backend.word_pieces = True
+        try:
+            for window in run_windows(segments, self.backend, executor, self.options.batch,
+                                      memory_model=self.memory.model if self.memory else None,
+                                      working_budget=self.memory.working_budget if self.memory else None,
+                                      recorded=recorded):
+                if text is not None:
+                    window = dataclasses.replace(window, pieces=tuple(text.push(window.results)))
+                results.extend(window.results)
+                pieces.extend(window.output)
+                last = window
+                if on_window:
+                    on_window(window)
+                if progress:
+                    progress(window.audio_done_s, total_s)
+        finally:
+            if text is not None:
+                self.backend.word_pieces = False
+        if text is not None:
+            tail = WindowDone(last.number + 1 if last else 0, (), last.audio_done_s if last else 0.0,
+                              tuple(text.finish()))
+            pieces.extend(tail.pieces)
+            if on_window and tail.pieces:
+                on_window(tail)
+        audio_s = state.audio_s or total_s or 0.0  # given segments (no decoding): the caller's total
         if progress:
-            progress(state.audio_s, total_s or state.audio_s)
+            progress(audio_s, total_s or audio_s)
         languages = [r.language for r in results if r.language]
         stats = RunStats(
-            audio_seconds=state.audio_s,
+            audio_seconds=audio_s,
             wall_seconds=time.perf_counter() - started,
             peak_rss_bytes=peak_rss_bytes(),
             batches=executor.batches_run,
@@ -100,9 +150,14 @@ class Transcriber:
             padding_waste=executor.padding.waste,
         )
         return Transcript(
-            source=source if isinstance(source, str) else getattr(source, "name", "-"),
+            source="-",
             model=self.backend.name,
             language=max(set(languages), key=languages.count) if languages else None,
-            segments=[piece for result in results for piece in result.pieces],
+            segments=pieces,
             stats=stats,
         )
+
+    def _text_stream(self):
+        """Where the backend punctuates the whole recording's text: a fresh stream for this input."""
+        make = getattr(self.backend, "text_stream", None)
+        return make() if make and self.whole_text else None

@@ -21,7 +21,7 @@ from .executor import Executor
 from .errors import OutOfMemoryError
 from .options import BatchOptions
 from .planner import MemoryModel
-from .segments import AudioSegment, SegmentResult, SpeechSpan
+from .segments import AudioSegment, SegmentResult, SpeechSpan, TextSegment
 from .shapes import InputShape, ShapeRule
 from .vad import SpeechDetector
 
@@ -35,6 +35,15 @@ class WindowDone:
     number: int
     results: tuple[SegmentResult, ...]
     audio_done_s: float  # end of the window's last segment
+    # the output text this window settled: its results' pieces, or where the whole recording's
+    # text is punctuated (Paraformer), the sentences that closed with it
+    pieces: tuple[TextSegment, ...] | None = None
+
+    @property
+    def output(self) -> tuple[TextSegment, ...]:
+        if self.pieces is not None:
+            return self.pieces
+        return tuple(piece for result in self.results for piece in result.pieces)
 
 
 @dataclass

@@ -65,7 +65,7 @@ def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bo
     finished = False
     try:
         def on_window(window) -> None:
-            partial.add(piece for result in window.results for piece in result.pieces)
+            partial.add(window.output)
             if checkpoint:  # after the partial files: a window in the checkpoint is in them too
                 checkpoint.record(window)
 

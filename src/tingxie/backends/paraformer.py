@@ -42,7 +42,9 @@ except ImportError as _error:  # the default install has no torch
 from .. import SAMPLE_RATE
 from ..funasr_support.loading import FunasrModel, load_funasr_model, release_free_memory
 from ..funasr_support.precision import Precision, has_nan, resolve_compute_type, resolve_device
-from ..funasr_support.punctuation import Punctuator, Word
+from ..funasr_support.options import SILERO
+from ..funasr_support.timestamp_head import pack_timestamp_lstm
+from ..funasr_support.punctuation import Punctuator, PunctuationStream, Word
 from ..options import DecodeOptions, ModelOptions
 from ..resources import usable_cpus
 from ..segments import AudioSegment, SegmentResult, TextSegment, join_texts
@@ -79,6 +81,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 class ParaformerBackend:
     shape = InputShape(ShapeRule.VARIABLE, max_item_s=MAX_ITEM_S)
+    memory_engine = "torch"  # on CUDA its memory is torch's allocator: memory_planning asks torch
 
     def __init__(self, model_dir: Path, name: str, model: ModelOptions, decode: DecodeOptions, *,
                  punctuator: Punctuator | None | bool = True):
@@ -95,12 +98,35 @@ class ParaformerBackend:
                                                   overrides={"frontend_conf": {"dither": 0.0}})
         self.precision = Precision(self.compute_type, self.device)
         self.precision.prepare(self.asr.model, self.asr.checkpoint)
+        self._timestamp_lstm = pack_timestamp_lstm(getattr(self.asr.model, "predictor", None))
         release_free_memory()
         # True: padded encoder frames are zeroed, so a segment's result does not depend on its
         # batch (it equals FunASR's one-at-a-time result); False: exactly FunASR's batched model.inference.
         self.mask_padding = True
-        self.word_pieces = False  # True: one piece per word, for punctuation over the whole text
+        # CPU: the encoder runs each item of a batch alone (see encode_items); a GPU gains from
+        # the padded batch.
+        self.encode_alone = self.device == "cpu"
+        # True: one piece per word, for punctuation over the whole recording's text (text_stream);
+        # False: each segment punctuated on its own (the server, which interleaves recordings).
+        self.word_pieces = False
         self.punctuator = self._load_punctuator() if punctuator is True else (punctuator or None)
+        self._fsmn = None
+
+    # --- what runs around the model in FunASR's pipeline -----------------------------------
+    def speech_detector(self):
+        """FSMN-VAD's streamed detector where --vad-model asks for it; None: tingxie's Silero."""
+        if self.options.vad_model == SILERO:
+            return None
+        if self._fsmn is None:
+            from ..funasr_support.fsmn_vad import FsmnVad
+            from ..paraformer_models import resolve_funasr_model
+
+            self._fsmn = FsmnVad(resolve_funasr_model(self.options.vad_model, "VAD model"), self.device, MAX_ITEM_S)
+        return self._fsmn.detector()
+
+    def text_stream(self) -> PunctuationStream | None:
+        """Punctuation over the whole recording's text, fed with word pieces; None without a model."""
+        return self.punctuator.stream() if self.punctuator is not None else None
 
     def _set_threads(self) -> None:
         if torch.get_num_threads() != self.threads:
@@ -146,12 +172,11 @@ class ParaformerBackend:
         words = [Word(w, round(at(s), 3), round(at(e), 3)) for w, (s, e) in zip(rec.words, rec.times)]
         if len(words) != len(rec.words):  # no word times (plain Paraformer): the segment is the piece
             return (TextSegment(round(item.start, 3), round(item.end, 3), rec.text),)
+        pieces = tuple(TextSegment(w.start, w.end, w.text) for w in words)
         if self.word_pieces:
-            return tuple(TextSegment(w.start, w.end, w.text) for w in words)
-        if self._decode.timestamps and self.punctuator is not None:
-            sentences = self.punctuator.sentences(words)
-            if sentences is not None:
-                return tuple(sentences)
+            return pieces
+        if self.punctuator is not None:
+            return tuple(self.punctuator.sentences([SegmentResult(item.index, pieces)]))
         return (TextSegment(words[0].start, words[-1].end, rec.text),)
 
     # --- recognition ----------------------------------------------------------------------
@@ -187,10 +212,29 @@ class ParaformerBackend:
             encoder_out = encoder_out[0]
         return encoder_out.float(), encoder_lens
 
+    def encode_items(self, samples: Sequence, *, reduced: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each item through the encoder alone, the outputs stacked with zeros after each end.
+
+        On a CPU a padded batch buys the encoder nothing (its matrix products already run near
+        the core's peak on one segment) and pays for every padded frame; what batching does buy
+        is the rest of the model: the timestamp head's BLSTM and the decoder run one step of
+        small products per frame or token, which a batch turns into larger ones.
+        """
+        outs = [self.encode([item], reduced=reduced) for item in samples]
+        lens = torch.cat([n for _, n in outs])
+        longest = int(lens.max())
+        stacked = outs[0][0].new_zeros(len(outs), longest, outs[0][0].size(-1))
+        for i, (out, n) in enumerate(outs):
+            stacked[i, : int(n[0])] = out[0, : int(n[0])]
+        return stacked, lens
+
     def _run(self, samples: Sequence, *, reduced: bool) -> list[Recognised] | None:
         model = self.asr.model
         self.precision.active = reduced
-        encoder_out, encoder_lens = self.encode(samples, reduced=reduced)
+        if self.encode_alone and self.mask_padding and len(samples) > 1:
+            encoder_out, encoder_lens = self.encode_items(samples, reduced=reduced)
+        else:
+            encoder_out, encoder_lens = self.encode(samples, reduced=reduced)
         if reduced and self.precision.guarded and has_nan(encoder_out):
             return None  # before the predictor, whose token counts a NaN would wreck
         if self.mask_padding and len(samples) > 1:
@@ -203,11 +247,16 @@ class ParaformerBackend:
         head_logits: list[torch.Tensor] = []
         head = getattr(model.predictor, "cif_output2", None) if hasattr(model, "calc_predictor_timestamp") else None
         hook = head.register_forward_hook(lambda _m, _i, o: head_logits.append(o)) if head is not None else None
+        if self._timestamp_lstm is not None and self.mask_padding:
+            # the BLSTM reads the upsampled frames: upsample_times per encoder frame
+            self._timestamp_lstm.lengths = encoder_lens * getattr(model.predictor, "upsample_times", UPSAMPLE)
         try:
             embeds, token_num, _alphas, _peaks = model.calc_predictor(encoder_out, encoder_lens)[:4]
         finally:
             if hook is not None:
                 hook.remove()
+            if self._timestamp_lstm is not None:
+                self._timestamp_lstm.lengths = None
         token_num = token_num.round().long()
         if int(token_num.max()) < 1:
             return [Recognised() for _ in samples]
