@@ -59,7 +59,7 @@ def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
     common = {"audio": str(args.audio), "model": args.model, "compute_type": args.compute_type}
     cases = [CaseSpec("fw-sequential", "fw-sequential", **common)]
     cases += [CaseSpec(f"fw-batched-{n}", "fw-batched", batch_size=n, **common) for n in args.batch_sizes]
-    cases.append(CaseSpec("tingxie", "tingxie", **common))  # defaults: beam 5, max batch 16
+    cases.append(CaseSpec("tingxie", "tingxie", batch_size=0, **common))  # the defaults: beam 5, automatic cap
     cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", beam_size=1, **common))
     cases += [CaseSpec(f"tingxie-max-batch-{n} (extra)", "tingxie", batch_size=n, **common)
               for n in args.tingxie_batch_sizes]
