@@ -60,6 +60,7 @@ def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
     cases = [CaseSpec("fw-sequential", "fw-sequential", **common)]
     cases += [CaseSpec(f"fw-batched-{n}", "fw-batched", batch_size=n, **common) for n in args.batch_sizes]
     cases.append(CaseSpec("tingxie", "tingxie", batch_size=0, **common))  # the defaults: beam 5, automatic cap
+    cases.append(CaseSpec("tingxie-no-timestamps", "tingxie", batch_size=0, timestamps=False, **common))
     cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", beam_size=1, **common))
     cases += [CaseSpec(f"tingxie-max-batch-{n} (extra)", "tingxie", batch_size=n, **common)
               for n in args.tingxie_batch_sizes]

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size-s", default="auto", help="'auto' or seconds of audio per batch (FunASR semantics)")
     run.add_argument("--batch-threshold-s", type=float, default=None, help="a segment longer than this is batched alone")
     run.add_argument("--max-batch-size", type=int, default=None,
-                     help="most segments a batch (default: 4 on CPU, 16 on GPU; the memory budget may lower it)")
+                     help="most segments a batch (default: 8 on CPU, 16 on GPU; the memory budget may lower it)")
     run.add_argument("--memory-budget", default=None,
                      help="total memory to stay under: 6GiB, 800MB, 50%% or 0.5 of free (default: 70%% of free)")
     run.add_argument("--vad-threshold", type=float, default=VadOptions.threshold)

@@ -10,7 +10,7 @@ from .funasr_support.options import ParaformerOptions
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")
 TASKS = ("transcribe", "translate")
-CPU_MAX_BATCH = 4
+CPU_MAX_BATCH = 8
 ACCELERATOR_MAX_BATCH = 16
 
 
@@ -119,9 +119,10 @@ class BatchOptions:
                  f"--max-batch-size must be between 1 and 1024, not {self.max_batch_size}")
 
     def resolved_max_batch(self, device: str = "cuda") -> int:
-        """The batch-size cap: the user's, or by device. On a CPU a batch of n windows costs
-        about n windows (2 cores, CTranslate2 int8: no speed gained above 4, and each window
-        more costs ~78 MiB), so 4; on a GPU larger batches are what buys throughput, so 16."""
+        """The batch-size cap: the user's, or by device. On a quiet 2-core CPU (CTranslate2
+        int8, tiny.en) batches of 8 ran 1.12x as fast as batches of 4 and 16 no faster than 8,
+        while each window more costs ~78 MiB (docs/benchmarks.md), so 8; on a GPU larger
+        batches are what buys throughput, so 16. The memory budget may lower either."""
         if self.max_batch_size is not None:
             return self.max_batch_size
         return CPU_MAX_BATCH if device == "cpu" else ACCELERATOR_MAX_BATCH

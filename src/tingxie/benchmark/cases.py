@@ -27,6 +27,7 @@ class CaseSpec:
     batch_size_s: float | None = None  # tingxie, funasr: FunASR's batch_size_s; None: tingxie's auto
     memory_budget: str | None = None  # tingxie auto: '1GiB', '50%' (None: its default)
     device: str = "cpu"
+    timestamps: bool = True  # tingxie: word-aligned cues; False: one piece per window (as fw-batched)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -74,7 +75,7 @@ def _tingxie(spec: CaseSpec) -> Run:
 
     options = TranscribeOptions(
         model=ModelOptions(name=spec.model, device=spec.device, compute_type=spec.compute_type, threads=_threads(spec)),
-        decode=DecodeOptions(beam_size=spec.beam_size),
+        decode=DecodeOptions(beam_size=spec.beam_size, timestamps=spec.timestamps),
         batch=BatchOptions(batch_size_s=spec.batch_size_s, max_batch_size=spec.batch_size or None,
                            memory_budget=spec.memory_budget),
     )

@@ -39,7 +39,7 @@ def add_server_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-upload-mb", type=float, default=512, help="largest upload, MiB (413 above)")
     serve.add_argument("--max-duration-s", type=float, default=None, help="longest audio, seconds (413 above)")
     serve.add_argument("--max-queue", type=int, default=64, help="requests and jobs queued at once (429 above)")
-    serve.add_argument("--max-batch-size", type=int, default=None, help="default: 4 on CPU, 16 on GPU")
+    serve.add_argument("--max-batch-size", type=int, default=None, help="default: 8 on CPU, 16 on GPU")
     serve.add_argument("--memory-budget", default=None, help="total memory to stay under: 6GiB, 800MB, 50%%")
     serve.add_argument("--fairness-quantum-s", type=float, default=None,
                        help="compute seconds a request or job gets per turn once it has had one (default: 4 "
