@@ -49,6 +49,7 @@ def test_all_four_formats_are_written_and_parse(jfk_outputs, data_dir):
     assert stats["audio_duration_s"] == pytest.approx(11.0, abs=0.1)
     assert stats["speed"] == pytest.approx(stats["audio_duration_s"] / stats["wall_time_s"], rel=0.01)
     assert stats["peak_rss_bytes"] > 50 * 2**20 and stats["batches"] >= 1 and stats["oom_retries"] == 0
+    assert 0.0 <= stats["padding_waste"] < 1.0
 
 
 def _assert_one_line_error(result, *fragments):

@@ -29,7 +29,7 @@ def _transcript() -> Transcript:
     ]
     stats = RunStats(
         audio_seconds=3725.5, wall_seconds=12.5, peak_rss_bytes=123456789,
-        batches=7, segments=5, oom_retries=1,
+        batches=7, segments=5, oom_retries=1, padding_waste=0.123456,
     )
     return Transcript(source="x/jfk.flac", model="base", language="en", segments=segments, stats=stats)
 
@@ -87,6 +87,7 @@ def test_json_fields():
         "batches": 7,
         "segments": 5,
         "oom_retries": 1,
+        "padding_waste": 0.1235,
     }
 
 

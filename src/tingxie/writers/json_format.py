@@ -38,4 +38,5 @@ def _stats(stats: RunStats) -> dict:
         "batches": stats.batches,
         "segments": stats.segments,
         "oom_retries": stats.oom_retries,
+        "padding_waste": round(stats.padding_waste, 4),
     }
