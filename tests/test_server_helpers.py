@@ -63,28 +63,25 @@ def uploads_left(tmp_path: Path) -> list[Path]:
 def flac_bytes(audio: np.ndarray, *, streamed: bool = False) -> bytes:
     """16 kHz mono FLAC; streamed=True writes it as to a pipe, so the header states no length."""
 
-    class Pipe(io.RawIOBase):
+    if not streamed:
+        out = io.BytesIO()
+        encode_flac(out, audio)
+        return out.getvalue()
+
+    class Pipe(io.RawIOBase):  # not seekable: the encoder cannot go back to write the length
         def __init__(self):
             self.data = bytearray()
 
         def writable(self):
             return True
 
-        def seekable(self):
-            return not streamed
-
         def write(self, b):
             self.data += bytes(b)
             return len(b)
 
-        def seek(self, offset, whence=0):  # only reached when seekable
-            raise io.UnsupportedOperation
-
     pipe = Pipe()
-    if not streamed:
-        pipe = io.BytesIO()
     encode_flac(pipe, audio)
-    return bytes(pipe.getvalue() if isinstance(pipe, io.BytesIO) else pipe.data)
+    return bytes(pipe.data)
 
 
 def wait_for(predicate, timeout_s: float = 60.0, interval_s: float = 0.05):

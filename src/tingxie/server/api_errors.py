@@ -34,7 +34,3 @@ class ApiError(Exception):
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     return ApiError(400, message, param, code)
-
-
-def too_large(message: str, code: str) -> ApiError:
-    return ApiError(413, message, None, code)

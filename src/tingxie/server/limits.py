@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..sizes import format_bytes
 from .api_errors import ApiError
 
 MULTIPART_SLACK_BYTES = 64 * 1024  # form fields and part headers around the file
@@ -14,14 +15,10 @@ def duration_error(seconds: float, limit_s: float, *, at_least: bool = False) ->
 
 
 def upload_error(limit_bytes: int) -> ApiError:
-    return ApiError(413, f"upload is larger than this server accepts ({_size(limit_bytes)})", param="file",
+    return ApiError(413, f"upload is larger than this server accepts ({format_bytes(limit_bytes)})", param="file",
                     code="upload_too_large")
 
 
 def queue_full_error(retry_after_s: int, limit: int) -> ApiError:
     return ApiError(429, f"the server is busy: {limit} requests and jobs are already queued; retry later",
                     code="queue_full", headers={"Retry-After": str(retry_after_s)})
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"

@@ -18,9 +18,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
     if not pairs:
         return ""
-    escaped = (f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), "")}"'
-               for k, v in pairs)
-    return "{" + ",".join(escaped) + "}"
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+
+
+def _escape(value: str) -> str:
+    """A label value as the text format quotes it (a newline is dropped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "")
 
 
 def _number(value: float) -> str:

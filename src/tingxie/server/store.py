@@ -134,22 +134,19 @@ class JobStore:
                                  (*fields.values(), job_id))
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _record(row) if row else None
+        found = self._jobs("WHERE id = ?", (job_id,))
+        return found[0] if found else None
 
     def unfinished(self) -> list[JobRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at"
-            ).fetchall()
-        return [_record(row) for row in rows]
+        return self._jobs("WHERE state IN ('queued', 'running') ORDER BY created_at")
 
     def recent(self, limit: int = 20) -> list[JobRecord]:
         """The newest jobs first, whatever their state (the web page's job list)."""
+        return self._jobs("ORDER BY created_at DESC LIMIT ?", (limit,))
+
+    def _jobs(self, clause: str, params: tuple = ()) -> list[JobRecord]:
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs {clause}", params).fetchall()
         return [_record(row) for row in rows]
 
     def count_segments(self, job_id: str) -> int:

@@ -15,6 +15,7 @@ import gradio as gr
 
 from . import bench_panel
 from .jobs import AUTO_LANGUAGE, PageChoices, PageError, PageJobs
+from ..writers import FORMATS
 from .view import figures, result_files, status_line, timed_text
 
 log = logging.getLogger("tingxie.ui")
@@ -54,7 +55,7 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                     transcript = gr.Textbox(label="Transcript", lines=12, interactive=False, elem_id="transcript")
                     with gr.Row():
                         downloads = [gr.DownloadButton(f"Download {fmt}", interactive=False, elem_id=f"download-{fmt}")
-                                     for fmt in ("txt", "srt", "vtt", "json")]
+                                     for fmt in FORMATS]
                     results = gr.Markdown("", elem_id="figures")
         with gr.Tab("Benchmarks"):
             bench_file = gr.File(label="tingxie bench output (JSON)", file_types=[".json"], elem_id="bench-file")
@@ -86,21 +87,21 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                 view = jobs.view(job_id)
                 if view is None:
                     return (status_line(None) if not job_id else f"**Error:** there is no job {job_id}",
-                            "", "", shown_id, *([gr.skip()] * 4))
+                            "", "", shown_id, *([gr.skip()] * len(FORMATS)))
                 status_text, numbers = status_line(view), figures(view)
                 if view["state"] != "succeeded":
                     empty = [gr.update(value=None, interactive=False)] * 4
                     return status_text, "", numbers, "", *empty
                 if shown_id == job_id:
-                    return status_text, gr.skip(), numbers, shown_id, *([gr.skip()] * 4)
+                    return status_text, gr.skip(), numbers, shown_id, *([gr.skip()] * len(FORMATS))
                 done = jobs.transcript(job_id)
                 files = result_files(done, job_id, view["filename"])
-                buttons = [gr.update(value=str(files[fmt]), interactive=True) for fmt in ("txt", "srt", "vtt", "json")]
+                buttons = [gr.update(value=str(files[fmt]), interactive=True) for fmt in FORMATS]
                 return status_text, timed_text(done), numbers, job_id, *buttons
             except Exception as error:
                 log.exception("refreshing job %s failed", job_id)
                 return (f"**Error:** cannot show this job ({type(error).__name__})", gr.skip(), gr.skip(), shown_id,
-                        *([gr.skip()] * 4))
+                        *([gr.skip()] * len(FORMATS)))
 
         def on_load(request: gr.Request):
             job_id = (request.query_params.get("job") or "") if request else ""
