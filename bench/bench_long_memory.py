@@ -26,12 +26,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from tingxie import SAMPLE_RATE as RATE
 from tingxie.audio import decode_audio
 from tingxie.resources import watch_peak_rss
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ROOT.parent / "shared" / "audio" / "long" / "real_en_long.flac"
-RATE = 16000
 
 
 def build_long_input(short: Path, hours: float, target: Path, seed: int = 0) -> float:

@@ -68,9 +68,6 @@ def prepare(args) -> tuple[Path, Path, float]:
 
 
 def child_prepare(args) -> None:
-    import numpy as np
-
-    from tingxie.audio import decode_audio
     from tingxie.funasr_support.random_model import PARAFORMER_LARGE, chinese_vocab, save_model_dir
     from tingxie.vad import detect_speech
 
@@ -86,7 +83,6 @@ def child_prepare(args) -> None:
     spans = [[round(s.start * 1000), round(s.end * 1000)] for s in detect_speech(audio)]
     spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
     spans_path.write_text(json.dumps({"audio_s": len(audio) / 16000, "spans_ms": spans}))
-    del np, decode_audio
 
 
 def load_audio(args):
@@ -261,15 +257,10 @@ def machine() -> dict:
 
     import torch
 
+    from tingxie.benchmark.report import cpu_model
     from tingxie.resources import usable_cpus
 
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": cpu, "usable_cpus": usable_cpus(), "torch": torch.__version__, "python": platform.python_version()}
+    return {"cpu": cpu_model(), "usable_cpus": usable_cpus(), "torch": torch.__version__, "python": platform.python_version()}
 
 
 def markdown(report: dict) -> str:

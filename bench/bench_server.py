@@ -27,6 +27,8 @@ from pathlib import Path
 
 import httpx
 
+from tingxie.resources import proc_status_kib, usable_cpus
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_LONG = ROOT.parent / "shared" / "audio" / "long" / "real_en_long.flac"
 
@@ -93,10 +95,10 @@ class Server:
             return False
 
     def status_kib(self, field: str) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise KeyError(field)
+        kib = proc_status_kib(self.process.pid, field)
+        if kib is None:
+            raise KeyError(field)
+        return kib
 
     def reset_peak(self) -> None:
         Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
                      "rss_after_runs_mib": idle[mode], "command": commands[mode]})
     report = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, usable {_usable()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, usable {usable_cpus()}",
         "model": args.model, "requests": args.requests, "seconds_each": args.seconds, "runs": args.runs,
         "source": str(args.source), "same_texts_in_every_run": same,
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
@@ -195,12 +197,6 @@ def main(argv=None) -> int:
     args.out.with_suffix(".md").write_text(table)
     print(table)
     return 0
-
-
-def _usable() -> int:
-    from tingxie.resources import usable_cpus
-
-    return usable_cpus()
 
 
 def markdown(report: dict) -> str:

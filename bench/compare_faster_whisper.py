@@ -26,7 +26,8 @@ from importlib import metadata
 from pathlib import Path
 
 from tingxie.benchmark.cases import CaseSpec
-from tingxie.benchmark.report import markdown_table, to_json
+from tingxie.benchmark.command import read_reference
+from tingxie.benchmark.report import cpu_model, markdown_table, to_json
 from tingxie.benchmark.runner import run_cases
 from tingxie.resources import usable_cpus
 
@@ -61,7 +62,7 @@ def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
     cases += [CaseSpec(f"fw-batched-{n}", "fw-batched", batch_size=n, **common) for n in args.batch_sizes]
     cases.append(CaseSpec("tingxie", "tingxie", batch_size=0, **common))  # the defaults: beam 5, automatic cap
     cases.append(CaseSpec("tingxie-no-timestamps", "tingxie", batch_size=0, timestamps=False, **common))
-    cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", beam_size=1, **common))
+    cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", batch_size=0, beam_size=1, **common))
     cases += [CaseSpec(f"tingxie-max-batch-{n} (extra)", "tingxie", batch_size=n, **common)
               for n in args.tingxie_batch_sizes]
     if args.cases:
@@ -73,7 +74,6 @@ def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")), "?")
     versions = {}
     for package in ("faster-whisper", "ctranslate2", "onnxruntime", "tingxie"):
         try:
@@ -81,7 +81,7 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {
-        "nproc": os.cpu_count(), "usable_cpus": usable_cpus(), "cpu": cpu,
+        "nproc": os.cpu_count(), "usable_cpus": usable_cpus(), "cpu": cpu_model(),
         "python": platform.python_version(), "versions": versions,
     }
 
@@ -117,17 +117,10 @@ def source_state(source: str, snapshot: Path) -> dict:
     return state
 
 
-def _lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     reference_path = args.reference or args.audio.with_suffix(".txt")
-    reference = " ".join(line.strip() for line in reference_path.read_text(encoding="utf-8").splitlines())
+    reference = read_reference(reference_path)
     cases = build_cases(args)
 
     def progress(round_, spec, run):

@@ -87,14 +87,9 @@ def read_reference(path: Path) -> str:
 
 def device_description(device: str) -> str:
     from ..resources import usable_cpus
+    from .report import cpu_model
 
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
-    except OSError:
-        pass
-    return f"{device}; CPU {cpu}, {usable_cpus()} usable CPUs"
+    return f"{device}; CPU {cpu_model()}, {usable_cpus()} usable CPUs"
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:

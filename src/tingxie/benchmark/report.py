@@ -33,6 +33,15 @@ def markdown_table(results: list[CaseResult], baselines: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('?' where there is none), for result headers."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
+    except OSError:
+        return "?"
+
+
 def paired_ratio(baseline: CaseResult, result: CaseResult) -> float:
     """Median over rounds of baseline wall / case wall within the same round: steadier than the
     ratio of medians when the machine's load drifts, as each pair ran minutes apart at most."""

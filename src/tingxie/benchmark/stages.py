@@ -18,7 +18,7 @@ import sys
 import time
 from collections import defaultdict
 
-SAMPLE_RATE = 16_000
+from .. import SAMPLE_RATE
 
 
 class Timers:

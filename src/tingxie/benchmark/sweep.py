@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from ..errors import OptionError
 from ..sizes import parse_memory_budget
 from .cases import CaseSpec
+from .funasr_case import FUNASR_DEFAULT_BATCH_SIZE_S
 from .report import paired_wall_ratio
 from .runner import CaseResult, RunRecord
 
 BASELINE_KINDS = ("fw-batched", "funasr")
 DEFAULT_FW_BATCH_SIZES = (4, 8)
-DEFAULT_FUNASR_BATCH_SIZE_S = (300.0,)  # AutoModel's default batch_size_s
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def parse_baseline(text: str) -> Baseline:
     if kind not in BASELINE_KINDS:
         raise OptionError(f"--baseline takes {' or '.join(BASELINE_KINDS)} (e.g. fw-batched:4,8), not {text!r}")
     if not values.strip():
-        return Baseline(kind, tuple(map(float, DEFAULT_FW_BATCH_SIZES if kind == "fw-batched" else DEFAULT_FUNASR_BATCH_SIZE_S)))
+        return Baseline(kind, tuple(map(float, DEFAULT_FW_BATCH_SIZES if kind == "fw-batched" else (FUNASR_DEFAULT_BATCH_SIZE_S,))))
     if kind == "funasr":
         return Baseline(kind, parse_batch_sizes_s(values))
     sizes = []
@@ -233,11 +233,10 @@ def goals(rows: list[Row]) -> list[dict]:
     the best fixed batch_size_s row whose peak (every run) stayed within the same budget; as a
     ratio of medians, and paired (the median over rounds of the ratio within each round, which
     a drifting machine load disturbs less: runs are interleaved round-robin)."""
-    fw = [r for r in rows if r.kind == "fw-batched"]
+    best_fw = max((r for r in rows if r.kind == "fw-batched"), key=lambda r: r.speed, default=None)
     fixed = [r for r in rows if r.kind == "tingxie" and r.batch_size_s is not None]
     out = []
     for auto in (r for r in rows if r.kind == "tingxie" and r.batch_size_s is None):
-        best_fw = max(fw, key=lambda r: r.speed, default=None)
         fitting = [r for r in fixed if auto.budget_bytes is not None and r.peak_rss_max_bytes <= auto.budget_bytes]
         best_fixed = max(fitting, key=lambda r: r.speed, default=None)
         out.append({
