@@ -10,6 +10,8 @@ holds its share: backpressure keeps memory flat however many works are queued.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import dataclasses
 import itertools
 import logging
@@ -144,10 +146,7 @@ class Scheduler:
                 for work in {w for w, _ in picked}:
                     if work.state == "queued":
                         work.state, work.started_at = "running", now
-                by_work: dict[Work, int] = {}
-                for work, _ in picked:
-                    by_work[work] = by_work.get(work, 0) + 1
-                taken = {work: work.take(count) for work, count in by_work.items()}
+                taken = {work: work.take(count) for work, count in Counter(w for w, _ in picked).items()}
                 self.cond.notify_all()  # room for producers waiting to queue more
             try:
                 self._run(taken)
