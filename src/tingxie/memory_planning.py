@@ -85,7 +85,7 @@ class MemoryPlanner:
         top of what is resident now, naming the smallest total budget that would."""
         resident = self.probe.current_bytes()
         needed = min_budget(shape, self.model)
-        if int(self.total_budget_bytes * (1 - RESERVE_FRACTION)) - resident < needed:
+        if self._usable_bytes() - resident < needed:
             smallest = (resident + needed) / (1 - RESERVE_FRACTION)
             raise OutOfMemoryError(
                 f"memory budget {format_bytes(self.total_budget_bytes)} is below the smallest batch: at least "
@@ -97,7 +97,10 @@ class MemoryPlanner:
         """What batches may add now: the budget less what is already resident, less a reserve
         for what moves between the plan and the batch (decoded audio, result buffers, the
         allocator): peaks within 2 % of a budget were seen without it."""
-        return working_budget(int(self.total_budget_bytes * (1 - RESERVE_FRACTION)), self.probe)
+        return working_budget(self._usable_bytes(), self.probe)
+
+    def _usable_bytes(self) -> int:
+        return int(self.total_budget_bytes * (1 - RESERVE_FRACTION))
 
 
 def _profile_in_child(options: TranscribeOptions) -> bool:

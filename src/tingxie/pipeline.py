@@ -50,10 +50,6 @@ class Transcriber:
             self.options.vad, max_segment_s=limit,
             merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
         )
-        # Paraformer: punctuation runs over the whole recording's text (as FunASR's AutoModel
-        # does), streamed; while it does, the backend returns one piece per word for it.
-        make_text = getattr(self.backend, "text_stream", None)
-        self.whole_text = bool(make_text) and make_text() is not None
 
     def segments(self, chunks, state: StreamState):
         """The recognition items cut from audio chunks, in time order with stable indices (the
@@ -158,6 +154,7 @@ class Transcriber:
         )
 
     def _text_stream(self):
-        """Where the backend punctuates the whole recording's text: a fresh stream for this input."""
+        """Paraformer: punctuation over the whole recording's text (as FunASR's AutoModel does),
+        streamed; a fresh stream for this input, or None where the backend has none."""
         make = getattr(self.backend, "text_stream", None)
-        return make() if make and self.whole_text else None
+        return make() if make else None

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import SAMPLE_RATE
+
 
 @dataclass(frozen=True)
 class SpeechSpan:
@@ -36,7 +38,7 @@ class AudioSegment:
     @property
     def duration(self) -> float:
         """Seconds of audio in the segment (for a packed one, speech without the gaps)."""
-        return len(self.samples) / 16000 if self.parts else self.end - self.start
+        return len(self.samples) / SAMPLE_RATE if self.parts else self.end - self.start
 
     def absolute(self, offset_s: float) -> float:
         """The time in the file of a moment `offset_s` into this segment's samples."""

@@ -40,11 +40,12 @@ except ImportError as _error:  # the default install has no torch
     ) from _error
 
 from .. import SAMPLE_RATE
-from ..funasr_support.loading import FunasrModel, load_funasr_model, release_free_memory
+from ..funasr_support.loading import FunasrModel, load_funasr_model
+from ..memory.cpu import release_freed_memory
 from ..funasr_support.precision import Precision, has_nan, resolve_compute_type, resolve_device
 from ..funasr_support.options import SILERO
 from ..funasr_support.timestamp_head import pack_timestamp_lstm
-from ..funasr_support.punctuation import Punctuator, PunctuationStream, Word
+from ..funasr_support.punctuation import Punctuator, PunctuationStream
 from ..options import DecodeOptions, ModelOptions
 from ..resources import usable_cpus
 from ..segments import AudioSegment, SegmentResult, TextSegment, join_texts
@@ -99,7 +100,7 @@ class ParaformerBackend:
         self.precision = Precision(self.compute_type, self.device)
         self.precision.prepare(self.asr.model, self.asr.checkpoint)
         self._timestamp_lstm = pack_timestamp_lstm(getattr(self.asr.model, "predictor", None))
-        release_free_memory()
+        release_freed_memory()
         # True: padded encoder frames are zeroed, so a segment's result does not depend on its
         # batch (it equals FunASR's one-at-a-time result); False: exactly FunASR's batched model.inference.
         self.mask_padding = True
@@ -167,17 +168,16 @@ class ParaformerBackend:
     def _pieces(self, item: AudioSegment, rec: Recognised) -> tuple[TextSegment, ...]:
         if not rec.words:
             return ()
-        # a packed segment (speech spans joined without their gaps) maps its own times to the file's
-        at = getattr(item, "absolute", None) or (lambda offset: item.start + offset)
-        words = [Word(w, round(at(s), 3), round(at(e), 3)) for w, (s, e) in zip(rec.words, rec.times)]
-        if len(words) != len(rec.words):  # no word times (plain Paraformer): the segment is the piece
+        if not rec.times:  # no word times (plain Paraformer): the segment is the piece
             return (TextSegment(round(item.start, 3), round(item.end, 3), rec.text),)
-        pieces = tuple(TextSegment(w.start, w.end, w.text) for w in words)
+        # a packed segment (speech spans joined without their gaps) maps its own times to the file's
+        pieces = tuple(TextSegment(round(item.absolute(s), 3), round(item.absolute(e), 3), word)
+                       for word, (s, e) in zip(rec.words, rec.times))
         if self.word_pieces:
             return pieces
         if self.punctuator is not None:
             return tuple(self.punctuator.sentences([SegmentResult(item.index, pieces)]))
-        return (TextSegment(words[0].start, words[-1].end, rec.text),)
+        return (TextSegment(pieces[0].start, pieces[-1].end, rec.text),)
 
     # --- recognition ----------------------------------------------------------------------
     def recognise(self, samples: Sequence) -> list[Recognised]:

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from ..memory.cpu import release_freed_memory
+
 log = logging.getLogger(__name__)
 
 
@@ -107,7 +109,7 @@ def load_funasr_model(model_dir: Path, device: str = "cpu", *, overrides: dict[s
         model.load_state_dict(_matching_keys(load_state_dict(Path(init_param)), model), strict=True, assign=True)
     model.to(device)
     model.eval()
-    release_free_memory()
+    release_freed_memory()
     return FunasrModel(model, kwargs, Path(model_dir), Path(init_param))
 
 
@@ -144,16 +146,6 @@ def _has_meta_tensors(model: torch.nn.Module) -> bool:
             if isinstance(value, torch.Tensor) and value.is_meta:
                 return True
     return False
-
-
-def release_free_memory() -> None:
-    """Hand freed heap memory back to the system (glibc keeps it otherwise)."""
-    if os.name != "posix":
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def drop_mapped_pages(path: Path) -> int:

@@ -34,15 +34,6 @@ CUT_AT_COMMA_AFTER = 200  # its cache_pop_trigger_limit
 MAX_CARRY = 1000
 
 
-@dataclass(frozen=True)
-class Word:
-    """A recognised word (a character, for Chinese) with its time in seconds."""
-
-    text: str
-    start: float
-    end: float
-
-
 class Punctuator:
     """The loaded CT-Transformer; stream() starts one recording's punctuation."""
 
