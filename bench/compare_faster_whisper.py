@@ -60,8 +60,10 @@ def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
     common = {"audio": str(args.audio), "model": args.model, "compute_type": args.compute_type}
     cases = [CaseSpec("fw-sequential", "fw-sequential", **common)]
     cases += [CaseSpec(f"fw-batched-{n}", "fw-batched", batch_size=n, **common) for n in args.batch_sizes]
-    cases.append(CaseSpec("tingxie", "tingxie", batch_size=0, **common))  # the defaults: beam 5, automatic cap
-    cases.append(CaseSpec("tingxie-no-timestamps", "tingxie", batch_size=0, timestamps=False, **common))
+    # the defaults (beam 5, automatic cap), with word-aligned times as `-f all|srt|vtt|json` writes them,
+    # and as `-f txt` runs: no align pass, one piece per window (fw-batched's granularity)
+    cases.append(CaseSpec("tingxie", "tingxie", batch_size=0, **common))
+    cases.append(CaseSpec("tingxie-txt", "tingxie", batch_size=0, timestamps=False, **common))
     cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", batch_size=0, beam_size=1, **common))
     cases += [CaseSpec(f"tingxie-max-batch-{n} (extra)", "tingxie", batch_size=n, **common)
               for n in args.tingxie_batch_sizes]

@@ -133,3 +133,22 @@ def test_models_lists_the_embedded_models():
     result = run_cli("models")
     assert result.returncode == 0
     assert "whisper-base" in result.stdout and "whisper-tiny.en" in result.stdout
+
+
+def test_txt_alone_skips_the_word_alignment_and_keeps_the_text(jfk_outputs, data_dir, tmp_path, monkeypatch):
+    """Word times are only shown by srt/vtt/json: a txt-only run must not pay for the align pass."""
+    from tingxie.backends import whisper
+
+    calls = []
+    real_align = whisper.align_words
+    monkeypatch.setattr(whisper, "align_words", lambda *a, **k: calls.append(1) or real_align(*a, **k))
+    txt_only = tmp_path / "txt"
+    assert main(["transcribe", str(data_dir / "jfk.flac"), "-o", str(txt_only), "-f", "txt", *TINY]) == 0
+    assert calls == []
+    assert [p.name for p in txt_only.iterdir()] == ["jfk.txt"]
+    out, _ = jfk_outputs  # the run with every format, which aligned words
+    assert normalize_english((txt_only / "jfk.txt").read_text()) == normalize_english((out / "jfk.txt").read_text())
+
+    timed = tmp_path / "srt"
+    assert main(["transcribe", str(data_dir / "jfk.flac"), "-o", str(timed), "-f", "srt", *TINY]) == 0
+    assert calls, "srt needs word times: the align pass must run"

@@ -15,6 +15,7 @@ from .models import DEFAULT_MODEL, EMBEDDED
 from .options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions, VadOptions, parse_batch_size
 from .server.command import register as register_serve, run as run_serve
 from .ui.command import register as register_ui, run as run_ui
+from .writers import FORMATS, needs_word_times
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--language", default=None, help="language code (default: detect per window)")
     run.add_argument("--task", default="transcribe", help="transcribe or translate (to English)")
     run.add_argument("--beam-size", type=int, default=DecodeOptions.beam_size)
-    run.add_argument("--no-timestamps", action="store_true", help="one text piece per speech window")
+    run.add_argument("--no-timestamps", action="store_true",
+                     help="one text piece per speech window (implied when only txt is written)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     run.add_argument("--compute-type", default="default", help="default (int8 on CPU, float16 on CUDA), int8, float16, ...")
     run.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)")
@@ -54,11 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
+def options_from_args(args: argparse.Namespace, formats: tuple[str, ...] = FORMATS) -> TranscribeOptions:
+    # Word times cost an align pass per batch (about a tenth of the run with tiny.en on a CPU);
+    # plain text never shows them, so txt alone does not pay for it.
+    timestamps = not args.no_timestamps and needs_word_times(formats)
     return TranscribeOptions(
         model=ModelOptions(name=args.model, device=args.device, compute_type=args.compute_type, threads=args.threads),
         decode=DecodeOptions(language=args.language, task=args.task, beam_size=args.beam_size,
-                             timestamps=not args.no_timestamps),
+                             timestamps=timestamps),
         vad=VadOptions(threshold=args.vad_threshold, max_segment_s=args.max_segment,
                        merge_max_s=min(VadOptions.merge_max_s, args.max_segment)),
         batch=BatchOptions(batch_size_s=parse_batch_size(args.batch_size_s),
@@ -68,8 +73,6 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
-    from .writers import FORMATS
-
     if text == "all":
         return FORMATS
     formats = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
@@ -95,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18} {description}")
         return 0
     try:
-        options = with_funasr_options(options_from_args(args), args)
         formats = parse_formats(args.format)
+        options = with_funasr_options(options_from_args(args, formats), args)
     except OptionError as error:
         print(f"tingxie: error: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,12 @@ from tingxie.writers import json_format, srt, txt, vtt
 from tingxie.writers.atomic import atomic_write_text
 
 FORMATS = ("txt", "srt", "vtt", "json")
+TIMED_FORMATS = ("srt", "vtt", "json")  # formats whose segments carry times worth aligning words for
+
+
+def needs_word_times(formats) -> bool:
+    """Whether any of these formats shows times finer than a whole speech window."""
+    return any(fmt in TIMED_FORMATS for fmt in formats)
 
 _RENDERERS = {
     "txt": txt.render,
