@@ -64,6 +64,9 @@ def build_cases(args: argparse.Namespace) -> list[CaseSpec]:
     # and as `-f txt` runs: no align pass, one piece per window (fw-batched's granularity)
     cases.append(CaseSpec("tingxie", "tingxie", batch_size=0, **common))
     cases.append(CaseSpec("tingxie-txt", "tingxie", batch_size=0, timestamps=False, **common))
+    # one replica with every thread (the earlier CPU path) beside the default's one replica per thread
+    cases.append(CaseSpec("tingxie-1-replica (extra)", "tingxie", batch_size=0, replicas=1, **common))
+    cases.append(CaseSpec("tingxie-txt-1-replica (extra)", "tingxie", batch_size=0, timestamps=False, replicas=1, **common))
     cases.append(CaseSpec("tingxie-beam1 (extra: greedy)", "tingxie", batch_size=0, beam_size=1, **common))
     cases += [CaseSpec(f"tingxie-max-batch-{n} (extra)", "tingxie", batch_size=n, **common)
               for n in args.tingxie_batch_sizes]

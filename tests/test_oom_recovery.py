@@ -1,9 +1,12 @@
 """Out-of-memory recovery on the real Whisper backend, with the failure injected in CTranslate2's call."""
 
 import numpy as np
+import pytest
 
 from tingxie.backends.whisper import WhisperBackend
 from tingxie.executor import Executor
+from tingxie.models import resolve_model
+from tingxie.options import DecodeOptions, ModelOptions
 from tingxie.segments import AudioSegment
 
 
@@ -25,8 +28,18 @@ class FailingModel:
         return getattr(self._model, name)
 
 
-def test_real_backend_recovers_from_injected_oom_with_the_same_text(data_dir, tiny_transcriber):
-    backend: WhisperBackend = tiny_transcriber.backend
+# (replicas, model calls that fail, executor OOM retries, ceiling after, batch sizes as run)
+# One replica: 6 fails -> 3 + 3; 3 fails -> 2 + 1; the second 3 is pre-split under the ceiling of 2.
+# Two replicas: 6 runs as parts 3 + 3, both fail -> the executor splits 3 + 3, whose parts (2 + 1) fit.
+RECOVERY = [(1, 2, 2, 2, [2, 1, 2, 1]), (2, 2, 1, 3, [3, 3])]
+
+
+@pytest.mark.parametrize("replicas, failures, retries, ceiling, sizes", RECOVERY)
+def test_real_backend_recovers_from_injected_oom_with_the_same_text(data_dir, replicas, failures, retries, ceiling,
+                                                                    sizes):
+    model = resolve_model("whisper-tiny.en")
+    backend = WhisperBackend(model.path, model.name, ModelOptions(name=model.name, device="cpu", threads=2,
+                                                                  replicas=replicas), DecodeOptions())
     from tingxie.audio import decode_audio
 
     audio = decode_audio(str(data_dir / "jfk.flac"))
@@ -43,10 +56,8 @@ def test_real_backend_recovers_from_injected_oom_with_the_same_text(data_dir, ti
         backend._model = original
 
     assert [r.index for r in results] == list(range(6))  # none lost, none doubled, in order
-    # 6 fails -> 3 + 3; 3 fails -> 2 + 1; the second 3 is pre-split under the ceiling of 2.
-    assert failing.failures == executor.oom_retries == 2
-    assert executor.ceiling == 2
-    assert executor.batch_sizes == [2, 1, 2, 1]
+    assert (failing.failures, executor.oom_retries, executor.ceiling) == (failures, retries, ceiling)
+    assert executor.batch_sizes == sizes
     for result, window in zip(results, windows):
         assert [p.text for p in result.pieces] == [p.text for p in expected]
         assert result.pieces[0].start >= window.start

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     run.add_argument("--compute-type", default="default", help="default (int8 on CPU, float16 on CUDA), int8, float16, ...")
     run.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)")
+    run.add_argument("--replicas", type=int, default=0,
+                     help="Whisper on a CPU: model copies run side by side on parts of a batch (default: one per thread, up to 4)")
     run.add_argument("--batch-size-s", default="auto", help="'auto' or seconds of audio per batch (FunASR semantics)")
     run.add_argument("--batch-threshold-s", type=float, default=None, help="a segment longer than this is batched alone")
     run.add_argument("--max-batch-size", type=int, default=None,
@@ -61,7 +63,8 @@ def options_from_args(args: argparse.Namespace, formats: tuple[str, ...] = FORMA
     # plain text never shows them, so txt alone does not pay for it.
     timestamps = not args.no_timestamps and needs_word_times(formats)
     return TranscribeOptions(
-        model=ModelOptions(name=args.model, device=args.device, compute_type=args.compute_type, threads=args.threads),
+        model=ModelOptions(name=args.model, device=args.device, compute_type=args.compute_type, threads=args.threads,
+                           replicas=args.replicas),
         decode=DecodeOptions(language=args.language, task=args.task, beam_size=args.beam_size,
                              timestamps=timestamps),
         vad=VadOptions(threshold=args.vad_threshold, max_segment_s=args.max_segment,

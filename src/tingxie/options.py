@@ -27,6 +27,7 @@ class ModelOptions:
     device: str = "auto"
     compute_type: str = "default"
     threads: int = 0  # 0: the CPUs this process may actually use
+    replicas: int = 0  # Whisper on a CPU: model copies run side by side, threads split among them (0: automatic)
     paraformer: ParaformerOptions = field(default_factory=ParaformerOptions)  # VAD/punctuation (FunASR)
 
     def __post_init__(self) -> None:
@@ -37,6 +38,7 @@ class ModelOptions:
             f"--compute-type must be one of {', '.join(COMPUTE_TYPES)}, not {self.compute_type!r}",
         )
         _require(self.threads >= 0, f"--threads must be 0 (automatic) or positive, not {self.threads}")
+        _require(0 <= self.replicas <= 64, f"--replicas must be 0 (automatic) or between 1 and 64, not {self.replicas}")
         _require(isinstance(self.paraformer, ParaformerOptions), "paraformer must be a ParaformerOptions")
 
 

@@ -4,10 +4,17 @@ Each item is one window of at most 30 s of speech (spans packed by packing.py), 
 Whisper's fixed 30 s input. A batch is encoded in one call, decoded in one call, and its
 words timed in one align call; the language is detected per window when not given, so a file
 that switches language is transcribed in each.
+
+On a CPU the model is loaded as several single-threaded replicas and a batch is split across
+them, each part run in its own thread (CTranslate2 releases the GIL): a small model's decoding
+steps are too small to keep two threads of one replica busy, and the align pass runs on one
+thread whatever it is given, so parts side by side use the cores better than one part with
+all the threads (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -30,6 +37,22 @@ from .whisper_timing import align_words, cues
 WINDOW_S = 30.0
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
 MAX_DECODE_LENGTH = 448  # Whisper's text context
+MAX_CPU_REPLICAS = 4  # beyond this a replica's part of a batch gets too small to batch well
+
+
+def cpu_replicas(threads: int, requested: int = 0) -> tuple[int, int]:
+    """(replicas, threads per replica) for a CPU with `threads` usable threads; `requested`
+    0 chooses one single-threaded replica per thread, up to MAX_CPU_REPLICAS."""
+    replicas = requested or max(1, min(threads, MAX_CPU_REPLICAS))
+    return replicas, max(1, threads // replicas)
+
+
+def split_evenly(items: Sequence, parts: int) -> list[Sequence]:
+    """Consecutive parts whose sizes differ by at most one (no empty part)."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [items[bounds[i]:bounds[i + 1]] for i in range(parts)]
 
 
 def resolve_device(requested: str) -> str:
@@ -67,10 +90,12 @@ class WhisperBackend:
         self.device = resolve_device(model.device)
         self.compute_type = resolve_compute_type(model.compute_type, self.device)
         self.threads = model.threads or usable_cpus()
+        self.replicas, per_replica = cpu_replicas(self.threads, model.replicas) if self.device == "cpu" else (1, self.threads)
         self._model = ctranslate2.models.Whisper(
             str(model_dir), device=self.device, compute_type=self.compute_type,
-            intra_threads=self.threads, inter_threads=1,
+            intra_threads=per_replica, inter_threads=self.replicas,
         )
+        self._parts = ThreadPoolExecutor(self.replicas, thread_name_prefix="tingxie-whisper") if self.replicas > 1 else None
         self._decode = decode
         self.multilingual = self._model.is_multilingual
         if decode.language and not self.multilingual and decode.language != "en":
@@ -95,7 +120,10 @@ class WhisperBackend:
 
     def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
         try:
-            return self._transcribe(batch)
+            parts = split_evenly(batch, self.replicas)
+            if len(parts) == 1:
+                return self._transcribe(batch)
+            return [result for part in self._parts.map(self._transcribe, parts) for result in part]
         except (RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 raise BackendOutOfMemory(str(error)) from error

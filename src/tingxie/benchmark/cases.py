@@ -24,6 +24,7 @@ class CaseSpec:
     beam_size: int = 5
     batch_size: int = 16  # fw-batched: batch_size; tingxie: BatchOptions.max_batch_size (0: automatic)
     threads: int = 0  # 0: tingxie.resources.usable_cpus()
+    replicas: int = 0  # tingxie Whisper on CPU: ModelOptions.replicas (0: automatic)
     batch_size_s: float | None = None  # tingxie, funasr: FunASR's batch_size_s; None: tingxie's auto
     memory_budget: str | None = None  # tingxie auto: '1GiB', '50%' (None: its default)
     device: str = "cpu"
@@ -74,7 +75,8 @@ def _tingxie(spec: CaseSpec) -> Run:
     from ..vad import SpeechProbabilities
 
     options = TranscribeOptions(
-        model=ModelOptions(name=spec.model, device=spec.device, compute_type=spec.compute_type, threads=_threads(spec)),
+        model=ModelOptions(name=spec.model, device=spec.device, compute_type=spec.compute_type, threads=_threads(spec),
+                           replicas=spec.replicas),
         decode=DecodeOptions(beam_size=spec.beam_size, timestamps=spec.timestamps),
         batch=BatchOptions(batch_size_s=spec.batch_size_s, max_batch_size=spec.batch_size or None,
                            memory_budget=spec.memory_budget),
