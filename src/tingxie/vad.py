@@ -17,7 +17,7 @@ import numpy as np
 from . import SAMPLE_RATE
 from .options import VadOptions
 from .segments import SpeechSpan
-from .vad_model import DEFAULT_LAYOUT, FRAME, FRAME_S, LaneLayout, SpeechProbabilities, model_path  # noqa: F401 (re-exported)
+from .vad_model import EXACT, FRAME, FRAME_S, LaneLayout, SpeechProbabilities, model_path  # noqa: F401 (re-exported)
 
 Span = tuple[int, int]  # frames, half-open
 
@@ -255,7 +255,7 @@ class SegmentTracker:
 class SpeechDetector:
     """Audio chunks in, final SpeechSpans out: SpeechProbabilities feeding a SegmentTracker."""
 
-    def __init__(self, options: VadOptions, model: str | Path | None = None, layout: LaneLayout = DEFAULT_LAYOUT):
+    def __init__(self, options: VadOptions, model: str | Path | None = None, layout: LaneLayout = EXACT):
         self.probabilities = SpeechProbabilities(model, layout)
         self.tracker = SegmentTracker(options)
 

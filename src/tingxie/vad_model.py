@@ -1,12 +1,14 @@
 """Silero VAD's ONNX model (never torch) turned into one speech probability per 32 ms frame.
 
 The model is recurrent: each frame sees the last _CONTEXT samples of the one before and the
-LSTM state it left, so run exactly it costs one session.run per frame (SEQUENTIAL). Running
-several stretches of the stream ("lanes") side by side in one batched call costs less than
-half as much CPU per frame, but a lane that does not continue the carried state starts afresh
-a little earlier (the warm-up) and the model's state forgets that start only over tens of
-seconds: its probabilities differ by up to ~0.7 and the spans move (docs/benchmarks.md).
-So lanes are measured and available, and the default stays exact.
+LSTM state it left. Its encoder does not need the state, so it is cut off (vad_graph) and run
+on a block of frames in one call; only the decoder goes frame by frame. That computes exactly
+the whole model's probabilities at about half the CPU (docs/benchmarks.md).
+
+Lanes (LaneLayout with lanes > 1) also run several stretches of the stream side by side
+through the decoder. A lane that does not continue the carried state starts afresh a little
+earlier (the warm-up), but the model's state forgets that start only over tens of seconds:
+its probabilities differ by up to ~0.7 and spans move, so lanes are measured, not the default.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import onnxruntime
 
 from . import SAMPLE_RATE
 from .errors import ModelNotFoundError, OptionError
+from .vad_graph import cut_encoder
 
 FRAME = 512  # samples per probability at 16 kHz
 FRAME_S = FRAME / SAMPLE_RATE
@@ -39,13 +42,57 @@ def model_path() -> Path:
     raise ModelNotFoundError("silero VAD model not found: run `pip install --no-deps silero-vad`")
 
 
-@functools.lru_cache(maxsize=4)
-def _session(path: str) -> onnxruntime.InferenceSession:
+def _session(model: str | bytes) -> onnxruntime.InferenceSession:
     # One thread: the model is tiny and sequential; the cores belong to the recogniser.
     opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    opts.log_severity_level = 3  # the cut parts keep constants they do not use: no warnings
+    return onnxruntime.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class SileroModel:
+    """encode(frames) -> features, any number of frames at once; decode(features, state) ->
+    (probabilities, state), one frame per row. Cut in two where possible, else the whole model
+    (encode then passes the frames through)."""
+
+    def __init__(self, path: str):
+        self.whole = _session(path)
+        try:
+            encoder, decoder, features = cut_encoder(Path(path).read_bytes())
+            self._encoder, self._decoder, self._features = _session(encoder), _session(decoder), features
+        except Exception:  # noqa: BLE001 (another model version: any failure to cut means the whole model)
+            self.is_cut = False
+            return
+        self.is_cut = self._matches_whole()
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        return self._encoder.run(None, {"input": frames})[0] if self.is_cut else np.ascontiguousarray(frames)
+
+    def decode(self, features: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.is_cut:
+            out, state = self._decoder.run(None, {self._features: features, "state": state})
+        else:
+            out, state = self.whole.run(None, {"input": features, "state": state, "sr": _SR})
+        return out[:, 0], state
+
+    def _matches_whole(self) -> bool:
+        """The parts give bitwise the whole model's outputs on a few frames of noise and tone."""
+        rng = np.random.default_rng(0)
+        frames = (rng.normal(0, 0.1, (12, _CONTEXT + FRAME)) + np.sin(np.arange(_CONTEXT + FRAME) / 3)).astype(np.float32)
+        cut = whole = np.zeros((2, 1, _STATE), np.float32)
+        features = self._encoder.run(None, {"input": frames})[0]
+        for i in range(len(frames)):
+            cut_out, cut = self._decoder.run(None, {self._features: features[i : i + 1], "state": cut})
+            whole_out, whole = self.whole.run(None, {"input": frames[i : i + 1], "state": whole, "sr": _SR})
+            if not (np.array_equal(cut_out, whole_out) and np.array_equal(cut, whole)):
+                return False
+        return True
+
+
+@functools.lru_cache(maxsize=4)
+def silero_model(path: str) -> SileroModel:
+    return SileroModel(path)
 
 
 @dataclass(frozen=True)
@@ -60,9 +107,9 @@ class LaneLayout:
     model; lane_frames=1 as well emits each frame as soon as it is complete.
     """
 
-    lanes: int = 12  # ~65 µs a frame against ~115 sequential; 16 or 32 lanes save little more
-    lane_frames: int = 80  # 2.56 s: a block is 12 * 2.56 s + 0.77 s = 31.5 s of audio
-    warmup: int = 24  # 0.77 s; longer helps little: the state forgets over tens of seconds
+    lanes: int
+    lane_frames: int
+    warmup: int
 
     def __post_init__(self) -> None:
         if self.lanes < 1 or self.lane_frames < 1 or self.warmup < 0:
@@ -75,8 +122,13 @@ class LaneLayout:
         return self.lanes * self.lane_frames + self.warmup
 
 
-SEQUENTIAL = LaneLayout(lanes=1, lane_frames=1, warmup=0)
-DEFAULT_LAYOUT = SEQUENTIAL  # LaneLayout() is ~2.3x cheaper but moves spans (see the module's doc)
+SEQUENTIAL = LaneLayout(lanes=1, lane_frames=1, warmup=0)  # a frame out as soon as it is complete
+# The default: exact; the encoder runs on 64 frames (2 s) at a time, where its cost per frame
+# stops falling, and the audio held waits 2 s at most.
+EXACT = LaneLayout(lanes=1, lane_frames=64, warmup=0)
+# ~1.4x cheaper than EXACT again, but not exact (module doc): 12 lanes of 2.56 s and a 0.77 s
+# warm-up, a block of 31.5 s; more lanes or a longer warm-up buy little.
+LANES = LaneLayout(lanes=12, lane_frames=80, warmup=24)
 
 
 class SpeechProbabilities:
@@ -86,8 +138,8 @@ class SpeechProbabilities:
     chunking gives the same output, and what is held is one block whatever the audio length.
     """
 
-    def __init__(self, model: str | Path | None = None, layout: LaneLayout = DEFAULT_LAYOUT):
-        self._session = _session(str(model or model_path()))
+    def __init__(self, model: str | Path | None = None, layout: LaneLayout = EXACT):
+        self.model = silero_model(str(model or model_path()))
         self.layout = layout
         # The carried context, then the block's frames; zeros before the stream starts.
         self._block = np.zeros(_CONTEXT + layout.block_frames * FRAME, np.float32)
@@ -131,15 +183,18 @@ class SpeechProbabilities:
             self._block, shape=(self.layout.block_frames, _CONTEXT + FRAME),
             strides=(FRAME * self._block.strides[0], self._block.strides[0]), writeable=False)
         first = np.arange(used) * lane_frames
+        features = self.model.encode(windows[: (used - 1) * lane_frames + steps])
+        fresh = windows[first[1:]]  # a copy: the fresh lanes' first frames, their streams starting there
+        fresh[:, :_CONTEXT] = 0.0
+        fresh_features = self.model.encode(fresh) if len(fresh) else None
         state = np.zeros((2, used, _STATE), np.float32)
         state[:, :1] = self._state
         probs = np.empty((used, steps), np.float32)
         for step in range(steps):
-            frames_in = windows[first + step]  # a copy
-            if step == 0:
-                frames_in[1:, :_CONTEXT] = 0.0  # the fresh lanes' streams start here
-            out, state = self._session.run(None, {"input": frames_in, "state": state, "sr": _SR})
-            probs[:, step] = out[:, 0]
+            step_features = features[first + step]
+            if step == 0 and fresh_features is not None:
+                step_features[1:] = fresh_features
+            probs[:, step], state = self.model.decode(step_features, state)
         # The block's end is lane used-1's last step: its state goes on to the next block.
         self._state = state[:, used - 1 : used].copy()
         self._block[:_CONTEXT] = self._block[_CONTEXT + frames * FRAME - _CONTEXT : _CONTEXT + frames * FRAME]

@@ -1,4 +1,4 @@
-"""Lanes of the stream batched into one ONNX call (vad_model.LaneLayout) against the sequential model."""
+"""Silero probabilities: the model cut in two against the whole model, and lanes of the stream batched."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from tingxie.audio import decode_audio
 from tingxie.errors import OptionError
 from tingxie.options import VadOptions
 from tingxie.vad import SpeechDetector
-from tingxie.vad_model import FRAME, SEQUENTIAL, LaneLayout, SpeechProbabilities
+from tingxie import vad_model
+from tingxie.vad_model import _SR, EXACT, FRAME, LANES, SEQUENTIAL, LaneLayout, SpeechProbabilities, model_path, silero_model
 
 JFK = Path(__file__).parent / "data" / "jfk.flac"
 SMALL = LaneLayout(lanes=3, lane_frames=20, warmup=7)  # 67-frame blocks: many blocks, a ragged end
@@ -25,13 +26,48 @@ def jfk() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def long_english() -> np.ndarray:
-    """4.5 minutes of real speech with pauses: eight and a half default blocks."""
+    """4.5 minutes of real speech with pauses: eight and a half LANES blocks."""
     return joined(english_pieces() * 2)
 
 
 def probabilities(audio: np.ndarray, layout: LaneLayout) -> np.ndarray:
     source = SpeechProbabilities(layout=layout)
     return np.concatenate([source.push(audio), source.flush()])
+
+
+def whole_model(audio: np.ndarray, path: Path | None = None) -> np.ndarray:
+    """The uncut model, one session.run per frame: what the probabilities must be."""
+    whole = silero_model(str(path or model_path())).whole
+    padded = np.concatenate([np.zeros(64, np.float32), audio, np.zeros(-len(audio) % FRAME, np.float32)])
+    state, probs = np.zeros((2, 1, 128), np.float32), []
+    for at in range(0, len(padded) - 64, FRAME):
+        out, state = whole.run(None, {"input": padded[None, at : at + 64 + FRAME], "state": state, "sr": _SR})
+        probs.append(out[0, 0])
+    return np.array(probs, np.float32)
+
+
+def test_the_cut_model_gives_exactly_the_whole_models_probabilities(jfk, long_english):
+    assert silero_model(str(model_path())).is_cut
+    for audio in (jfk, long_english[: 16000 * 90]):
+        expected = whole_model(audio)
+        np.testing.assert_array_equal(probabilities(audio, EXACT), expected)
+        np.testing.assert_array_equal(probabilities(audio, SEQUENTIAL), expected)
+
+
+def test_a_model_that_cannot_be_cut_runs_whole(jfk, tmp_path, monkeypatch):
+    copy = tmp_path / "silero_vad.onnx"  # another path: a model of its own, not the cached one
+    copy.write_bytes(model_path().read_bytes())
+
+    def refuse(model_bytes):
+        raise ValueError("no encoder here")
+
+    monkeypatch.setattr(vad_model, "cut_encoder", refuse)
+    assert not silero_model(str(copy)).is_cut
+    for layout in (EXACT, SMALL):
+        source = SpeechProbabilities(copy, layout)
+        got = np.concatenate([source.push(jfk), source.flush()])
+        np.testing.assert_array_equal(got, probabilities(jfk, layout))
+    np.testing.assert_array_equal(probabilities(jfk, EXACT), whole_model(jfk, copy))
 
 
 def lane_runs(n_frames: int, layout: LaneLayout):
@@ -68,7 +104,7 @@ def test_one_lane_is_the_sequential_model(jfk):
     np.testing.assert_array_equal(probabilities(jfk, LaneLayout(1, 50, 0)), probabilities(jfk, SEQUENTIAL))
 
 
-@pytest.mark.parametrize("layout", [SMALL, LaneLayout()])
+@pytest.mark.parametrize("layout", [SMALL, LANES])
 def test_any_chunking_gives_the_same_output(long_english, layout):
     audio = long_english[: 16000 * 70]
     whole = probabilities(audio, layout)
@@ -84,11 +120,11 @@ def test_any_chunking_gives_the_same_output(long_english, layout):
 
 
 def test_a_partial_block_comes_out_at_flush(jfk):
-    source = SpeechProbabilities(layout=LaneLayout())  # a block is 31.5 s: jfk is one partial block
+    source = SpeechProbabilities(layout=LANES)  # a block is 31.5 s: jfk is one partial block
     assert len(source.push(jfk)) == 0
     rest = source.flush()
     assert len(rest) == -(-len(jfk) // FRAME)
-    np.testing.assert_array_equal(rest, probabilities(jfk, LaneLayout()))
+    np.testing.assert_array_equal(rest, probabilities(jfk, LANES))
     assert len(source.flush()) == 0  # nothing is run twice
 
 
@@ -107,13 +143,13 @@ def test_lanes_find_nearly_the_same_speech_on_real_recordings(jfk, long_english)
         detector = SpeechDetector(VadOptions(), layout=layout)
         return detector.push(audio) + detector.finish()
 
-    assert spans(jfk, LaneLayout()) == spans(jfk, SEQUENTIAL)
+    assert spans(jfk, LANES) == spans(jfk, SEQUENTIAL)
     speech = np.zeros((2, len(long_english) // 160), bool)  # 10 ms steps
-    for row, layout in enumerate((SEQUENTIAL, LaneLayout())):
+    for row, layout in enumerate((SEQUENTIAL, LANES)):
         for span in spans(long_english, layout):
             speech[row, round(span.start * 100) : round(span.end * 100)] = True
     assert speech[0].mean() > 0.5 and (speech[0] != speech[1]).mean() < 0.01
-    diff = np.abs(probabilities(long_english, LaneLayout()) - probabilities(long_english, SEQUENTIAL))
+    diff = np.abs(probabilities(long_english, LANES) - probabilities(long_english, SEQUENTIAL))
     assert diff.mean() < 0.02  # 0.011 on real_en_long
 
 
