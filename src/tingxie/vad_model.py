@@ -3,7 +3,7 @@
 The model is recurrent: each frame sees the last _CONTEXT samples of the one before and the
 LSTM state it left. Its encoder does not need the state, so it is cut off (vad_graph) and run
 on a block of frames in one call; only the decoder goes frame by frame. That computes exactly
-the whole model's probabilities at about half the CPU (docs/benchmarks.md).
+the whole model's probabilities for ~1.3x less CPU (docs/benchmarks.md).
 
 Lanes (LaneLayout with lanes > 1) also run several stretches of the stream side by side
 through the decoder. A lane that does not continue the carried state starts afresh a little
@@ -126,8 +126,8 @@ SEQUENTIAL = LaneLayout(lanes=1, lane_frames=1, warmup=0)  # a frame out as soon
 # The default: exact; the encoder runs on 64 frames (2 s) at a time, where its cost per frame
 # stops falling, and the audio held waits 2 s at most.
 EXACT = LaneLayout(lanes=1, lane_frames=64, warmup=0)
-# ~1.4x cheaper than EXACT again, but not exact (module doc): 12 lanes of 2.56 s and a 0.77 s
-# warm-up, a block of 31.5 s; more lanes or a longer warm-up buy little.
+# ~1.7x cheaper than EXACT again (2.2x the whole model), but not exact (module doc): 12 lanes of
+# 2.56 s and a 0.77 s warm-up, a block of 31.5 s; more lanes or a longer warm-up buy little.
 LANES = LaneLayout(lanes=12, lane_frames=80, warmup=24)
 
 
