@@ -1,6 +1,6 @@
 """Speech detection with silero VAD run through onnxruntime (never torch), built to stream.
 
-SpeechProbabilities turns 16 kHz audio chunks of any size into one speech probability per
+SpeechProbabilities (vad_model.py) turns 16 kHz audio chunks of any size into one speech probability per
 32 ms frame; SegmentTracker turns those into SpeechSpans as soon as they are final;
 detect_speech does both for a whole array. Span shaping works on integer frame spans
 [start, end) so it is exact, and converts to seconds only at the end.
@@ -8,87 +8,18 @@ detect_speech does both for a whole array. Span shaping works on integer frame s
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 
 from . import SAMPLE_RATE
-from .errors import ModelNotFoundError
 from .options import VadOptions
 from .segments import SpeechSpan
-
-FRAME = 512  # samples per probability at 16 kHz
-FRAME_S = FRAME / SAMPLE_RATE
-_CONTEXT = 64  # samples of the previous frame the model sees before each frame
-_SR = np.array(SAMPLE_RATE, dtype=np.int64)
+from .vad_model import EXACT, FRAME, FRAME_S, LaneLayout, SpeechProbabilities, model_path  # noqa: F401 (re-exported)
 
 Span = tuple[int, int]  # frames, half-open
-
-
-def model_path() -> Path:
-    """The ONNX file shipped in the silero_vad package, found without importing it (it imports torch)."""
-    spec = importlib.util.find_spec("silero_vad")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(root) / "data" / "silero_vad.onnx"
-        if candidate.is_file():
-            return candidate
-    raise ModelNotFoundError("silero VAD model not found: run `pip install --no-deps silero-vad`")
-
-
-@functools.lru_cache(maxsize=4)
-def _session(path: str) -> onnxruntime.InferenceSession:
-    # One thread: the model is tiny and sequential; the cores belong to the recogniser.
-    opts = onnxruntime.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-class SpeechProbabilities:
-    """Speech probability per FRAME samples, for 16 kHz mono audio pushed in chunks of any size.
-
-    The model is recurrent: its state and the last samples of each frame carry over, so
-    frames are run one after another; the same audio in any chunking gives the same output.
-    """
-
-    def __init__(self, model: str | Path | None = None):
-        self._session = _session(str(model or model_path()))
-        self._input = np.zeros((1, _CONTEXT + FRAME), np.float32)  # context, then the frame
-        self._state = np.zeros((2, 1, 128), np.float32)
-        self._leftover = np.zeros(0, np.float32)
-        self.samples = 0  # pushed so far
-
-    def push(self, audio: np.ndarray) -> np.ndarray:
-        """Probabilities of every frame completed by this chunk."""
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        self.samples += len(audio)
-        data = np.concatenate([self._leftover, audio]) if len(self._leftover) else audio
-        count = len(data) // FRAME
-        probs = np.empty(count, np.float32)
-        for i in range(count):
-            probs[i] = self._run(data[i * FRAME : (i + 1) * FRAME])
-        self._leftover = data[count * FRAME :].copy()
-        return probs
-
-    def flush(self) -> np.ndarray:
-        """At the end of the audio: the probability of the last partial frame, zero-padded."""
-        if not len(self._leftover):
-            return np.zeros(0, np.float32)
-        frame = np.zeros(FRAME, np.float32)
-        frame[: len(self._leftover)] = self._leftover
-        self._leftover = np.zeros(0, np.float32)
-        return np.array([self._run(frame)], np.float32)
-
-    def _run(self, frame: np.ndarray) -> float:
-        self._input[0, _CONTEXT:] = frame
-        out, self._state = self._session.run(None, {"input": self._input, "state": self._state, "sr": _SR})
-        self._input[0, :_CONTEXT] = frame[-_CONTEXT:]
-        return float(out[0, 0])
 
 
 @dataclass(frozen=True)
@@ -324,8 +255,8 @@ class SegmentTracker:
 class SpeechDetector:
     """Audio chunks in, final SpeechSpans out: SpeechProbabilities feeding a SegmentTracker."""
 
-    def __init__(self, options: VadOptions, model: str | Path | None = None):
-        self.probabilities = SpeechProbabilities(model)
+    def __init__(self, options: VadOptions, model: str | Path | None = None, layout: LaneLayout = EXACT):
+        self.probabilities = SpeechProbabilities(model, layout)
         self.tracker = SegmentTracker(options)
 
     def push(self, audio: np.ndarray) -> list[SpeechSpan]:
