@@ -12,11 +12,23 @@ from typing import Protocol, Sequence, runtime_checkable
 from ..segments import AudioSegment, SegmentResult
 from ..shapes import InputShape, ShapeRule
 
-__all__ = ["Backend", "BackendOutOfMemory", "InputShape", "ShapeRule"]
+__all__ = ["Backend", "BackendOutOfMemory", "InputShape", "ShapeRule", "is_out_of_memory"]
+
+# How the engines word a failed allocation: CUDA and torch ("out of memory", "can't allocate
+# memory"), C++ new inside CTranslate2 ("bad_alloc"), Windows ("not enough memory").
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "bad_alloc", "not enough memory")
 
 
 class BackendOutOfMemory(Exception):
     """Raised by a backend when a batch did not fit; the executor splits the batch and retries."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an engine's error means the batch did not fit in memory (and a smaller one may)."""
+    if isinstance(error, MemoryError):
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and any(words in message for words in _OUT_OF_MEMORY)
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from ..options import DecodeOptions, ModelOptions
 from ..resources import usable_cpus
 from ..segments import AudioSegment, SegmentResult, TextSegment
 from ..shapes import InputShape, ShapeRule
-from .base import BackendOutOfMemory
+from .base import BackendOutOfMemory, is_out_of_memory
 from .whisper_timing import align_words, cues
 
 WINDOW_S = 30.0
@@ -72,13 +72,6 @@ def resolve_compute_type(requested: str, device: str) -> str:
             f"--compute-type {requested} is not supported on {device}; choose one of {', '.join(sorted(supported))}"
         )
     return requested
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, MemoryError):
-        return True
-    message = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in message or "bad_alloc" in message)
 
 
 class WhisperBackend:
