@@ -115,10 +115,24 @@ def test_timed_text_and_files_come_from_the_writers(tmp_path):
     transcript = Transcript("a.flac", "m", "en", [TextSegment(0.0, 1.5, " Hello."), TextSegment(61.25, 62.0, "Bye")])
     assert timed_text(transcript) == ("[00:00:00.000 → 00:00:01.500]  Hello.\n"
                                       "[00:01:01.250 → 00:01:02.000]  Bye")
-    files = result_files(transcript, "job1", "a.flac")
+    files = result_files(transcript, "job1", "a.flac", root=tmp_path)
     assert sorted(files) == ["json", "srt", "txt", "vtt"] and files["srt"].name == "a.srt"
     for fmt, path in files.items():
         assert path.read_text(encoding="utf-8") == render(transcript, fmt)
+
+
+def test_old_download_copies_are_removed_when_another_job_is_shown(tmp_path):
+    import os
+    import time
+
+    transcript = Transcript("a.flac", "m", "en", [TextSegment(0.0, 1.5, "Hello.")])
+    old = result_files(transcript, "old-job", "a.flac", root=tmp_path)["txt"].parent
+    recent = result_files(transcript, "recent-job", "a.flac", root=tmp_path)["txt"].parent
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    result_files(transcript, "new-job", "a.flac", root=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new-job", "recent-job"]
+    assert recent.is_dir() and not old.exists()
 
 
 # -- the store's new figures ----------------------------------------------------------------------

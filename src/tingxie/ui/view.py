@@ -6,7 +6,9 @@ the files are rendered by tingxie's writers, one per format.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ..segments import Transcript
@@ -60,11 +62,27 @@ def timed_text(transcript: Transcript) -> str:
     return "\n".join(lines)
 
 
-def result_files(transcript: Transcript, job_id: str, stem: str) -> dict[str, Path]:
-    """The transcript in every output format, in a folder of this job under the temp dir."""
-    folder = Path(tempfile.gettempdir()) / "tingxie-page" / job_id
-    return {fmt: write_transcript(transcript, output_path(stem or "transcript", folder, fmt), fmt)
-            for fmt in FORMATS}
+RESULT_FILES_KEPT_S = 24 * 3600  # download copies are rebuilt from the job store whenever a job is viewed
+
+
+def result_files(transcript: Transcript, job_id: str, stem: str, root: Path | None = None) -> dict[str, Path]:
+    """The transcript in every output format, in a folder of this job under the temp dir;
+    other jobs' folders not written for a day are removed, so the copies do not pile up."""
+    root = root or Path(tempfile.gettempdir()) / "tingxie-page"
+    folder = root / job_id
+    files = {fmt: write_transcript(transcript, output_path(stem or "transcript", folder, fmt), fmt) for fmt in FORMATS}
+    _remove_stale(root, keep=folder)
+    return files
+
+
+def _remove_stale(root: Path, keep: Path) -> None:
+    cutoff = time.time() - RESULT_FILES_KEPT_S
+    for folder in root.iterdir():
+        try:
+            if folder != keep and folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # removed meanwhile by another viewer
+            continue
 
 
 def _duration(seconds: float | None) -> str:
