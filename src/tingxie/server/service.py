@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..pipeline import Transcriber
@@ -198,10 +199,14 @@ class TranscriptionService:
         work = self.live.get(job_id)
         if work is not None and work.durable:
             with self.scheduler.cond:
-                return _view(work.id, work.state, work.options, work.created_at, work.first_started_at or work.started_at,
-                             work.finished_at, work.audio_done_s(), work.total_s, len(work.finished), work.speed(),
-                             work.peak_memory_bytes or None, work.error and work.error.message,
-                             work.error and work.error.status, work.elapsed_s(), work.batches, work.oom_retries)
+                return JobSnapshot(
+                    job_id=work.id, state=work.state, options=work.options, created_at=work.created_at,
+                    started_at=work.first_started_at or work.started_at, finished_at=work.finished_at,
+                    audio_done_s=work.audio_done_s(), audio_total_s=work.total_s, segments_done=len(work.finished),
+                    speed=work.speed(), peak_memory_bytes=work.peak_memory_bytes or None,
+                    error=work.error and work.error.message, error_status=work.error and work.error.status,
+                    wall_s=work.elapsed_s(), batches=work.batches, oom_retries=work.oom_retries,
+                ).view()
         record = self.store.get(job_id)
         return None if record is None else record_view(record, self.store.count_segments(job_id))
 
@@ -218,22 +223,49 @@ def stored_transcript(store: JobStore, record: JobRecord, model: str) -> Transcr
 def record_view(record: JobRecord, segments_done: int) -> dict:
     """The job's JSON view from its stored row (a job no longer, or not yet, in memory)."""
     elapsed = record.processing_s
-    return _view(record.id, record.state, RequestOptions.from_json(record.options), record.created_at,
-                 record.started_at, record.finished_at, record.audio_done_s, record.audio_total_s, segments_done,
-                 record.audio_done_s / elapsed if elapsed > 0 else 0.0, record.peak_memory_bytes, record.error,
-                 record.error_status, elapsed, record.batches, record.oom_retries)
+    return JobSnapshot(
+        job_id=record.id, state=record.state, options=RequestOptions.from_json(record.options),
+        created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
+        audio_done_s=record.audio_done_s, audio_total_s=record.audio_total_s, segments_done=segments_done,
+        speed=record.audio_done_s / elapsed if elapsed > 0 else 0.0, peak_memory_bytes=record.peak_memory_bytes,
+        error=record.error, error_status=record.error_status, wall_s=elapsed, batches=record.batches,
+        oom_retries=record.oom_retries,
+    ).view()
 
 
-def _view(job_id, state, options: RequestOptions, created, started, finished, done_s, total_s, segments_done,
-          speed, peak, error, error_status, wall_s, batches, oom_retries) -> dict:
-    fraction = min(1.0, done_s / total_s) if total_s else (1.0 if state == "succeeded" else 0.0)
-    return {
-        "id": job_id, "object": "transcription.job", "state": state, "model": options.model or None,
-        "filename": options.filename, "response_format": options.response_format,
-        "created_at": created, "started_at": started, "finished_at": finished,
-        "progress": {"audio_done_s": round(done_s, 3), "audio_total_s": total_s and round(total_s, 3),
-                     "fraction": round(fraction, 4), "segments_done": segments_done},
-        "speed": round(speed, 3), "peak_memory_bytes": peak, "wall_s": round(wall_s, 3),
-        "batches": batches, "oom_retries": oom_retries,
-        "error": {"message": error, "status": error_status} if error else None,
-    }
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job's figures at one moment, from the live work or its stored row."""
+
+    job_id: str
+    state: str
+    options: RequestOptions
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    audio_done_s: float
+    audio_total_s: float | None
+    segments_done: int
+    speed: float
+    peak_memory_bytes: int | None
+    error: str | None
+    error_status: int | None
+    wall_s: float
+    batches: int
+    oom_retries: int
+
+    def view(self) -> dict:
+        """The JSON shape of GET /v1/jobs/{id}."""
+        done, total = self.audio_done_s, self.audio_total_s
+        fraction = min(1.0, done / total) if total else (1.0 if self.state == "succeeded" else 0.0)
+        return {
+            "id": self.job_id, "object": "transcription.job", "state": self.state,
+            "model": self.options.model or None, "filename": self.options.filename,
+            "response_format": self.options.response_format,
+            "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
+            "progress": {"audio_done_s": round(done, 3), "audio_total_s": total and round(total, 3),
+                         "fraction": round(fraction, 4), "segments_done": self.segments_done},
+            "speed": round(self.speed, 3), "peak_memory_bytes": self.peak_memory_bytes, "wall_s": round(self.wall_s, 3),
+            "batches": self.batches, "oom_retries": self.oom_retries,
+            "error": {"message": self.error, "status": self.error_status} if self.error else None,
+        }
