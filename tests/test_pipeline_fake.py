@@ -93,3 +93,15 @@ def test_packed_windows_map_times_back_to_the_file():
     assert first.absolute(10.0) == 15.0 and first.absolute(21.0) == 26.0
     assert np.array_equal(first.samples[: 10 * 16000], spans[0].samples)
     assert windows[1].index == 1 and windows[1].absolute(10.0) == 51.0
+
+
+def test_packed_parts_are_measured_in_samples_held():
+    """A span's times may be rounded (VAD frames, ms) while its samples are exact: each part's
+    length is what it holds, so one part ends exactly where the next begins in the window."""
+    from tingxie.packing import pack_windows
+
+    spans = [AudioSegment(0, 1.0, 11.0003, np.zeros(160000, np.float32)),
+             AudioSegment(1, 12.0, 13.4999, np.zeros(24000, np.float32))]
+    (window,) = pack_windows(spans, 30.0)
+    assert window.parts == ((0.0, 1.0, 10.0), (10.0, 12.0, 1.5))
+    assert all(a[0] + a[2] == b[0] for a, b in zip(window.parts, window.parts[1:]))

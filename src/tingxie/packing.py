@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from . import SAMPLE_RATE
 from .segments import AudioSegment
 
 
@@ -34,7 +35,8 @@ def pack_windows(spans: Iterable[AudioSegment], window_s: float) -> Iterator[Aud
 def _join(index: int, spans: list[AudioSegment]) -> AudioSegment:
     parts, offset = [], 0.0
     for span in spans:
-        parts.append((offset, span.start, span.duration))
-        offset += len(span.samples) / 16000
+        length = len(span.samples) / SAMPLE_RATE  # offsets and lengths both from the samples held
+        parts.append((offset, span.start, length))
+        offset += length
     samples = np.concatenate([span.samples for span in spans]) if len(spans) > 1 else spans[0].samples
     return AudioSegment(index, spans[0].start, spans[-1].end, samples, tuple(parts))
