@@ -29,7 +29,7 @@ def plan_for(
     items = [PlanItem(s.index, s.duration) for s in segments]
     if options.batch_size_s is not None:
         return plan_funasr(items, options.batch_size_s, options.batch_threshold_s, shape)
-    limit = options.resolved_max_batch()
+    limit = options.batch_cap()
     max_batch = min(limit, ceiling or limit)
     if memory_model is None or working_budget_bytes is None:
         return plan_budgeted(items, shape, UNMEASURED, 1, max_batch)

@@ -120,7 +120,7 @@ class BatchOptions:
         _require(self.max_batch_size is None or 1 <= self.max_batch_size <= 1024,
                  f"--max-batch-size must be between 1 and 1024, not {self.max_batch_size}")
 
-    def resolved_max_batch(self, device: str = "cuda") -> int:
+    def resolved_max_batch(self, device: str) -> int:
         """The batch-size cap: the user's, or by device. On a quiet 2-core CPU (CTranslate2
         int8, tiny.en) batches of 8 ran 1.12x as fast as batches of 4 and 16 no faster than 8,
         while each window more costs ~78 MiB (docs/benchmarks.md), so 8; on a GPU larger
@@ -128,6 +128,13 @@ class BatchOptions:
         if self.max_batch_size is not None:
             return self.max_batch_size
         return CPU_MAX_BATCH if device == "cpu" else ACCELERATOR_MAX_BATCH
+
+    def batch_cap(self) -> int:
+        """The cap of options already resolved for a device (Transcriber does it on load): planning
+        must never fall back to another device's automatic cap."""
+        if self.max_batch_size is None:
+            raise ValueError("BatchOptions.max_batch_size is unresolved: call resolved_max_batch(device) first")
+        return self.max_batch_size
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def window_size(shape: InputShape, capacity: int) -> int:
 
 def batch_capacity(shape: InputShape, options: BatchOptions, memory_model, budget) -> int:
     """The most items of the longest length one batch may hold under the budget."""
-    longest = [AudioSegment(i, 0.0, shape.max_item_s, _EMPTY) for i in range(options.resolved_max_batch())]
+    longest = [AudioSegment(i, 0.0, shape.max_item_s, _EMPTY) for i in range(options.batch_cap())]
     try:
         plan = plan_for(longest, shape, options, memory_model=memory_model, working_budget_bytes=budget)
     except OutOfMemoryError:
