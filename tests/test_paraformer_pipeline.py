@@ -113,19 +113,25 @@ def test_cli_offline_model_error_is_one_line(empty_caches, capsys):
 # --- with torch and FunASR ------------------------------------------------------------------
 
 def test_punctuation_switches(paraformer_dir, punc_dir, zh_clips, make_paraformer):
-    from tingxie.segments import AudioSegment
+    from tingxie.segments import AudioSegment, join_texts
 
     samples = zh_clips["paraformer_example3"]
     segment = AudioSegment(0, 2.0, 2.0 + len(samples) / 16000, samples)
     with_punc = make_paraformer(paraformer_dir, punc=str(punc_dir), punctuate=True)
-    [result] = with_punc.transcribe_batch([segment])
-    assert with_punc.punctuator is not None and len(result.pieces) > 1  # sentences
+    [words] = with_punc.transcribe_batch([segment])  # the backend gives word pieces, whatever follows
+    assert len(words.pieces) > 1 and not any(PUNCTUATION.search(p.text) for p in words.pieces)
+    result = with_punc.segment_text(words)  # the per-segment text stage (the server's)
+    assert with_punc.punctuator is not None and 1 < len(result.pieces) < len(words.pieces)  # sentences
     assert all(PUNCTUATION.search(p.text) for p in result.pieces[:-1])
     assert [p.start for p in result.pieces] == sorted(p.start for p in result.pieces)
+    assert (result.pieces[0].start, result.pieces[-1].end) == (words.pieces[0].start, words.pieces[-1].end)
     plain = make_paraformer(paraformer_dir, punctuate=False)
     [unpunctuated] = plain.transcribe_batch([segment])
+    assert [p.text for p in unpunctuated.pieces] == [p.text for p in words.pieces]
+    unpunctuated = plain.segment_text(unpunctuated)
     assert plain.punctuator is None and len(unpunctuated.pieces) == 1
     assert not PUNCTUATION.search(unpunctuated.pieces[0].text)
+    assert unpunctuated.pieces[0].text == join_texts(p.text for p in words.pieces)
     assert unpunctuated.tokens == result.tokens
     with pytest.raises(ModelNotFoundError):  # an explicit punctuation model must exist
         make_paraformer(paraformer_dir, punc=str(Path(punc_dir).parent / "missing"), punctuate=True)
@@ -161,5 +167,4 @@ def test_transcriber_loads_a_funasr_model_directory_like_any_model(paraformer_di
     assert transcriber.backend.punctuator is not None
     transcript = transcriber.transcribe(str(data_dir / "asr_example.wav"))
     assert transcript.segments and PUNCTUATION.search(transcript.text)
-    assert transcriber.backend.word_pieces is False  # per-segment pieces again for a shared backend (server)
     assert all(0 <= s.start <= s.end <= transcript.stats.audio_seconds + 0.1 for s in transcript.segments)

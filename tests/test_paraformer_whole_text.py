@@ -75,7 +75,6 @@ def test_a_resumed_run_punctuates_as_an_uninterrupted_one(paraformer_dir, vad_di
     done = {r.index: r for w in windows[: len(windows) // 2] for r in w.results}
     resumed = transcriber.transcribe(str(long_recording[0]), recorded=done.get)
     assert resumed.segments == first.segments and resumed.text == first.text
-    assert transcriber.backend.word_pieces is False
 
 
 def test_streamed_fsmn_vad_equals_funasr_on_the_whole_recording(vad_dir, long_recording, funasr_full):

@@ -8,7 +8,9 @@ import pytest
 
 from long_audio import english_pieces, joined
 from tingxie.server.store import JobStore
-from test_server_helpers import DATA, fake_transcriber, flac_bytes, server, uploads_left, wait_for
+from test_server_helpers import DATA, SlowFakeBackend, fake_transcriber, flac_bytes, server, uploads_left, wait_for
+from tingxie.options import BatchOptions, TranscribeOptions
+from tingxie.pipeline import Transcriber
 
 SHORT = (DATA / "ljspeech" / "LJ001-0002.flac").read_bytes()  # 1.9 s: one segment
 
@@ -182,3 +184,23 @@ def test_out_of_memory_batches_are_split_and_a_segment_that_never_fits_fails_onl
         response = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", SHORT)})
         assert response.status_code == 500 and response.json()["error"]["code"] == "out_of_memory"
         assert client.get("/healthz").status_code == 200 and service.live == {}
+
+
+class StagedFakeBackend(SlowFakeBackend):
+    """A backend with a per-segment text stage (as Paraformer punctuates each segment's words)."""
+
+    def segment_text(self, result):
+        import dataclasses
+
+        return dataclasses.replace(result, pieces=tuple(
+            dataclasses.replace(p, text=p.text.upper() + ".") for p in result.pieces))
+
+
+def test_the_server_applies_the_backends_per_segment_text_stage(tmp_path):
+    transcriber = Transcriber(TranscribeOptions(batch=BatchOptions(max_batch_size=4)), backend=StagedFakeBackend())
+    with server(transcriber, tmp_path) as (url, service), httpx.Client(base_url=url, timeout=30) as client:
+        response = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", SHORT)},
+                               data={"response_format": "verbose_json"})
+    assert response.status_code == 200, response.text
+    segments = response.json()["segments"]
+    assert segments and all(s["text"].strip().startswith("SPEECH") and s["text"].endswith(".") for s in segments)

@@ -107,25 +107,25 @@ class Transcriber:
         last = None
         if progress:
             progress(0.0, total_s)
-        if text is not None:  # the server shares the backend and keeps its per-segment pieces
-            self.backend.word_pieces = True
-        try:
-            for window in run_windows(segments, self.backend, executor, self.options.batch,
-                                      memory_model=self.memory.model if self.memory else None,
-                                      working_budget=self.memory.working_budget if self.memory else None,
-                                      recorded=recorded):
-                if text is not None:
-                    window = dataclasses.replace(window, pieces=tuple(text.push(window.results)))
-                results.extend(window.results)
-                pieces.extend(window.output)
-                last = window
-                if on_window:
-                    on_window(window)
-                if progress:
-                    progress(window.audio_done_s, total_s)
-        finally:
+        segment_text = getattr(self.backend, "segment_text", None)
+        for window in run_windows(segments, self.backend, executor, self.options.batch,
+                                  memory_model=self.memory.model if self.memory else None,
+                                  working_budget=self.memory.working_budget if self.memory else None,
+                                  recorded=recorded):
+            # Results (and checkpoints) keep the backend's pieces; the text stage makes the output:
+            # the whole recording's punctuation, or each segment's own (Paraformer's word pieces).
             if text is not None:
-                self.backend.word_pieces = False
+                window = dataclasses.replace(window, pieces=tuple(text.push(window.results)))
+            elif segment_text is not None:
+                window = dataclasses.replace(window, pieces=tuple(
+                    piece for result in window.results for piece in segment_text(result).pieces))
+            results.extend(window.results)
+            pieces.extend(window.output)
+            last = window
+            if on_window:
+                on_window(window)
+            if progress:
+                progress(window.audio_done_s, total_s)
         if text is not None:
             tail = WindowDone(last.number + 1 if last else 0, (), last.audio_done_s if last else 0.0,
                               tuple(text.finish()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from ..options import DecodeOptions, ModelOptions
 from ..resources import usable_cpus
 from ..segments import AudioSegment, SegmentResult, TextSegment, join_texts
 from ..shapes import InputShape, ShapeRule
-from .base import BackendOutOfMemory
+from .base import BackendOutOfMemory, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +71,6 @@ class Recognised:
     @property
     def text(self) -> str:
         return join_texts(self.words)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, MemoryError):
-        return True
-    message = str(error).lower()
-    return isinstance(error, RuntimeError) and any(
-        s in message for s in ("out of memory", "can't allocate memory", "bad_alloc", "not enough memory"))
 
 
 class ParaformerBackend:
@@ -107,9 +100,6 @@ class ParaformerBackend:
         # CPU: the encoder runs each item of a batch alone (see encode_items); a GPU gains from
         # the padded batch.
         self.encode_alone = self.device == "cpu"
-        # True: one piece per word, for punctuation over the whole recording's text (text_stream);
-        # False: each segment punctuated on its own (the server, which interleaves recordings).
-        self.word_pieces = False
         self.punctuator = self._load_punctuator() if punctuator is True else (punctuator or None)
         self._fsmn = None
 
@@ -171,13 +161,20 @@ class ParaformerBackend:
         if not rec.times:  # no word times (plain Paraformer): the segment is the piece
             return (TextSegment(round(item.start, 3), round(item.end, 3), rec.text),)
         # a packed segment (speech spans joined without their gaps) maps its own times to the file's
-        pieces = tuple(TextSegment(round(item.absolute(s), 3), round(item.absolute(e), 3), word)
-                       for word, (s, e) in zip(rec.words, rec.times))
-        if self.word_pieces:
-            return pieces
+        return tuple(TextSegment(round(item.absolute(s), 3), round(item.absolute(e), 3), word)
+                     for word, (s, e) in zip(rec.words, rec.times))
+
+    def segment_text(self, result: SegmentResult) -> SegmentResult:
+        """The text stage for a segment on its own, where the whole recording's text is not
+        punctuated at once (the server interleaves recordings; no punctuation model): its word
+        pieces punctuated and cut into sentences, or joined into one piece."""
+        pieces = result.pieces
+        if len(pieces) <= 1:
+            return result
         if self.punctuator is not None:
-            return tuple(self.punctuator.sentences([SegmentResult(item.index, pieces)]))
-        return (TextSegment(pieces[0].start, pieces[-1].end, rec.text),)
+            return dataclasses.replace(result, pieces=tuple(self.punctuator.sentences([result])))
+        return dataclasses.replace(result, pieces=(
+            TextSegment(pieces[0].start, pieces[-1].end, join_texts(p.text for p in pieces)),))
 
     # --- recognition ----------------------------------------------------------------------
     def recognise(self, samples: Sequence) -> list[Recognised]:

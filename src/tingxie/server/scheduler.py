@@ -58,6 +58,9 @@ class Scheduler:
         self.queued_per_work = queued_per_work or max_batch_size
         self.quantum_s = WINDOWS_PER_QUANTUM * backend.shape.max_item_s if quantum_s is None else quantum_s
         self.executor = Executor(backend)
+        # Recordings are interleaved, so each segment's text is made on its own (Paraformer: its
+        # words punctuated into sentences); a backend without that stage keeps its pieces.
+        self._segment_text = getattr(backend, "segment_text", lambda result: result)
         self.executor.after_batch = getattr(memory, "after_batch", None)  # freed heap back to the OS (CPU)
         self.cond = threading.Condition()
         self.works: list[Work] = []  # not yet terminal, in admission order
@@ -206,7 +209,7 @@ class Scheduler:
         finished: dict[Work, list[FinishedSegment]] = {work: [] for work in taken}
         for result in results:
             work, segment = owners[result.index]
-            local = dataclasses.replace(result, index=segment.index)
+            local = dataclasses.replace(self._segment_text(result), index=segment.index)
             finished[work].append(FinishedSegment(segment.index, segment.start, segment.end, local))
         for work, records in finished.items():
             if records and work not in failures and not work.terminal:
