@@ -44,6 +44,7 @@ from ..funasr_support.loading import FunasrModel, load_funasr_model
 from ..memory.cpu import release_freed_memory
 from ..funasr_support.precision import Precision, has_nan, resolve_compute_type, resolve_device
 from ..funasr_support.options import SILERO
+from ..funasr_support.parallel import map_side_by_side
 from ..funasr_support.timestamp_head import pack_timestamp_lstm
 from ..funasr_support.punctuation import Punctuator, PunctuationStream
 from ..options import DecodeOptions, ModelOptions
@@ -107,6 +108,9 @@ class ParaformerBackend:
         # CPU: the encoder runs each item of a batch alone (see encode_items); a GPU gains from
         # the padded batch.
         self.encode_alone = self.device == "cpu"
+        # CPU: how many of those items run side by side, one intra-op thread each
+        # (funasr_support.parallel); 1: one after another on all the threads.
+        self.item_workers = self.threads if self.device == "cpu" else 1
         # True: one piece per word, for punctuation over the whole recording's text (text_stream);
         # False: each segment punctuated on its own (the server, which interleaves recordings).
         self.word_pieces = False
@@ -218,9 +222,12 @@ class ParaformerBackend:
         On a CPU a padded batch buys the encoder nothing (its matrix products already run near
         the core's peak on one segment) and pays for every padded frame; what batching does buy
         is the rest of the model: the timestamp head's BLSTM and the decoder run one step of
-        small products per frame or token, which a batch turns into larger ones.
+        small products per frame or token, which a batch turns into larger ones. With
+        item_workers > 1 the items run side by side, each on one thread (the precision's autocast
+        is entered inside encode, so in each worker).
         """
-        outs = [self.encode([item], reduced=reduced) for item in samples]
+        outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced), samples,
+                                self.item_workers, cost=len)
         lens = torch.cat([n for _, n in outs])
         longest = int(lens.max())
         stacked = outs[0][0].new_zeros(len(outs), longest, outs[0][0].size(-1))
