@@ -5,9 +5,9 @@
 The random Paraformer-large of bench_paraformer.py (built there, into --work) encodes a batch of
 real segments of zh_long.flac (its Silero spans) two ways, alternating within one process:
 `sequential`, each item alone with torch's intra-op threads (--threads), and `side-by-side`,
---threads items at once with one intra-op thread each (funasr_support.parallel). The rest of the
-batch (CIF predictor, timestamp BLSTM, decoder) is timed as one batch on all threads against
---threads interleaved sub-batches side by side. Reports wall and process CPU seconds per round.
+--threads items at once with one intra-op thread each (funasr_support.parallel). The CIF
+predictor (with its timestamp BLSTM) and the decoder are each timed as one batch on all threads
+against --threads interleaved sub-batches side by side. Wall and process CPU seconds per round.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path("/tmp/tingxie-bench-paraformer"))
     p.add_argument("--segments", type=int, default=4)
     p.add_argument("--first", type=int, default=0, help="index of the first span used")
+    p.add_argument("--spans", type=int, nargs="+", help="indices of the spans used (instead of --first/--segments)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="default: the usable CPUs")
     return p.parse_args(argv)
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     model_dir = args.work / "paraformer-large-random"
     spans = json.loads((args.work / f"spans-{args.audio.stem}-all.json").read_text())["spans_ms"]
     audio = decode_audio(str(args.audio))
-    samples = [audio[a * 16: b * 16] for a, b in spans[args.first: args.first + args.segments]]
+    chosen = [spans[i] for i in args.spans] if args.spans else spans[args.first: args.first + args.segments]
+    samples = [audio[a * 16: b * 16] for a, b in chosen]
     options = ModelOptions(name=str(model_dir), device="cpu", threads=args.threads,
                            paraformer=ParaformerOptions(punctuate=False))
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options, DecodeOptions())
@@ -66,16 +68,22 @@ def main(argv=None) -> int:
         backend.item_workers = item_workers
         return backend.encode_items(samples)
 
-    def rest(encoder_out, lens):  # predictor (with its timestamp head) and decoder, one batch
-        embeds, token_num = model.calc_predictor(encoder_out, lens)[:2]
+    def predictor(encoder_out, lens):  # CIF predictor with its timestamp head (BLSTM)
+        return model.calc_predictor(encoder_out, lens)[:2]
+
+    def decoder(encoder_out, lens, embeds, token_num):
+        embeds = embeds[:, : int(token_num.round().max())]  # a sub-batch's own longest
         return model.cal_decoder_with_predictor(encoder_out, lens, embeds, token_num.round().long())[0]
 
-    def rest_split(encoder_out, lens):
+    def split(fn, encoder_out, lens, *more):  # interleaved sub-batches side by side
         parts = [list(range(k, len(samples), workers)) for k in range(workers)]
-        return map_side_by_side(lambda idx: rest(encoder_out[idx, : int(lens[idx].max())], lens[idx]), parts,
-                                workers, cost=lambda idx: int(lens[idx].sum()))
+        return map_side_by_side(lambda idx: fn(encoder_out[idx, : int(lens[idx].max())], lens[idx],
+                                               *(m[idx] for m in more)),
+                                parts, workers, cost=lambda idx: int(lens[idx].sum()))
 
-    rows = {name: [] for name in ("encode sequential", "encode side-by-side", "rest one batch", "rest sub-batches")}
+    names = ("encode sequential", "encode side-by-side", "predictor one batch", "predictor sub-batches",
+             "decoder one batch", "decoder sub-batches")
+    rows = {name: [] for name in names}
     with torch.inference_mode():
         encode(1)  # warm-up
         for _ in range(args.rounds):
@@ -83,16 +91,22 @@ def main(argv=None) -> int:
             rows["encode sequential"].append(t)
             (par_out, _), *t = timed(lambda: encode(workers))
             rows["encode side-by-side"].append(t)
-            _, *t = timed(lambda: rest(seq_out, seq_lens))
-            rows["rest one batch"].append(t)
-            _, *t = timed(lambda: rest_split(seq_out, seq_lens))
-            rows["rest sub-batches"].append(t)
+            (embeds, token_num), *t = timed(lambda: predictor(seq_out, seq_lens))
+            rows["predictor one batch"].append(t)
+            _, *t = timed(lambda: split(predictor, seq_out, seq_lens))
+            rows["predictor sub-batches"].append(t)
+            _, *t = timed(lambda: decoder(seq_out, seq_lens, embeds, token_num))
+            rows["decoder one batch"].append(t)
+            _, *t = timed(lambda: split(decoder, seq_out, seq_lens, embeds, token_num))
+            rows["decoder sub-batches"].append(t)
+            print("round walls: " + ", ".join(f"{name} {runs[-1][0]:.2f}" for name, runs in rows.items()),
+                  file=sys.stderr, flush=True)
         diff = float((seq_out - par_out).abs().max())
     print(f"max |sequential - side-by-side| encoder output: {diff:.2e}; torch threads after: {torch.get_num_threads()}")
     for name, runs in rows.items():
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-        print(f"{name:20s} wall {' '.join(f'{w:6.2f}' for w in walls)} s (median {statistics.median(walls):.2f}), "
-              f"process CPU median {statistics.median(cpus):.2f} s")
+        print(f"{name:22s} wall {' '.join(f'{w:6.2f}' for w in walls)} s (median {statistics.median(walls):.2f}); "
+              f"process CPU {' '.join(f'{c:6.2f}' for c in cpus)} s")
     return 0
 
 
