@@ -1,7 +1,7 @@
-"""A CPU batch's items side by side, one intra-op thread each (funasr_support.parallel).
+"""A CPU batch's items encoded side by side, one intra-op thread each (funasr_support.parallel).
 
-With two threads the backend encodes items concurrently and runs the predictor and decoder as
-concurrent sub-batches; every item's tokens, words and times must equal the one-thread
+With two threads the backend encodes items concurrently, then runs the predictor and decoder on
+the batch with all threads; every item's tokens, words and times must equal the one-thread
 sequential path's, the workers must really run on one intra-op thread in the caller's inference
 mode and precision, and torch's thread count must come back afterwards.
 """
@@ -61,12 +61,12 @@ def test_side_by_side_equals_one_thread_sequential(paraformer, two_threads, zh_c
     main = threading.get_ident()
     encodes = [c for c in calls if c["name"] == "encode"]
     assert len(encodes) == len(batch)
-    for name in ("encode", "calc_predictor", "cal_decoder_with_predictor"):
-        mine = [c for c in calls if c["name"] == name]
-        assert len({c["thread"] for c in mine}) == 2 and main not in {c["thread"] for c in mine}, name
-        assert all(c["threads"] == 1 and c["inference"] for c in mine), name
-    # the sub-batches of the predictor and decoder: two, together the whole batch
-    assert len([c for c in calls if c["name"] == "calc_predictor"]) == 2
+    assert len({c["thread"] for c in encodes}) == 2 and main not in {c["thread"] for c in encodes}
+    assert all(c["threads"] == 1 and c["inference"] for c in encodes)
+    # the rest: one batch on the caller's thread, with all its threads
+    rest = [c for c in calls if c["name"] != "encode"]
+    assert [c["name"] for c in rest] == ["calc_predictor", "cal_decoder_with_predictor"]
+    assert all(c["thread"] == main and c["threads"] == 2 for c in rest)
 
 
 def test_one_thread_runs_everything_on_the_callers_thread(paraformer, zh_clips, monkeypatch):
@@ -96,9 +96,8 @@ def test_worker_error_is_raised_and_threads_restored():
 
 def test_bf16_workers_run_under_autocast_and_the_nan_guard_holds(paraformer, paraformer_dir, zh_clips,
                                                                 make_paraformer, monkeypatch):
-    """Autocast is per thread: each worker enters the precision's context. A NaN in the workers'
-    encoder outputs sends the batch back to fp32, where the workers' timestamp BLSTM must run in
-    fp32 too (the precision's flag is per thread), so tokens and times are fp32's."""
+    """Autocast is per thread: each encoding worker enters the precision's context. A NaN in the
+    workers' encoder outputs sends the batch back to fp32, tokens and times then fp32's."""
     if not cpu_has_bf16():
         pytest.skip("this CPU has neither AVX512-BF16 nor AMX")
     reduced = make_paraformer(paraformer_dir, compute_type="bfloat16", threads=2)
@@ -107,8 +106,9 @@ def test_bf16_workers_run_under_autocast_and_the_nan_guard_holds(paraformer, par
     calls = []
     record_calls(monkeypatch, model, ("encode", "cal_decoder_with_predictor"), calls)
     reduced.recognise(clips)
-    assert len(calls) == len(clips) + 2
-    assert all(c["autocast"] and c["threads"] == 1 and c["thread"] != threading.get_ident() for c in calls)
+    assert [c["name"] for c in calls] == ["encode"] * len(clips) + ["cal_decoder_with_predictor"]
+    assert all(c["autocast"] for c in calls)
+    assert all(c["threads"] == 1 and c["thread"] != threading.get_ident() for c in calls[:-1])
 
     encode = model.encode
 
@@ -128,11 +128,10 @@ def test_bf16_workers_run_under_autocast_and_the_nan_guard_holds(paraformer, par
         got = reduced.recognise(clips)
     finally:
         hook.remove()
-    # the NaN stops the bf16 pass before the predictor: the BLSTM runs only in the fp32 rerun's
-    # two sub-batches, and in fp32 there (with one flag shared by the threads it ran in bf16)
-    assert blstm_autocast == [False, False]
+    assert blstm_autocast == [False]  # the NaN stops the bf16 pass before the predictor
     assert reduced.precision.nan_fallbacks == 1
-    assert [c["autocast"] for c in calls if c["name"] == "cal_decoder_with_predictor"] == [False, False]
+    assert [c["autocast"] for c in calls if c["name"] == "encode"] == [True] * len(clips) + [False] * len(clips)
+    assert [c["autocast"] for c in calls if c["name"] == "cal_decoder_with_predictor"] == [False]
     assert torch.get_num_threads() == 2
     fp32 = paraformer.recognise(clips)  # one thread
     assert [(r.tokens, r.times) for r in got] == [(r.tokens, r.times) for r in fp32]

@@ -45,7 +45,7 @@ from ..memory.cpu import release_freed_memory
 from ..funasr_support.precision import Precision, has_nan, resolve_compute_type, resolve_device
 from ..funasr_support.options import SILERO
 from ..funasr_support.parallel import map_side_by_side
-from ..funasr_support.timestamp_head import OutputCapture, pack_timestamp_lstm
+from ..funasr_support.timestamp_head import pack_timestamp_lstm
 from ..funasr_support.punctuation import Punctuator, PunctuationStream
 from ..options import DecodeOptions, ModelOptions
 from ..resources import usable_cpus
@@ -101,9 +101,6 @@ class ParaformerBackend:
         self.precision = Precision(self.compute_type, self.device)
         self.precision.prepare(self.asr.model, self.asr.checkpoint)
         self._timestamp_lstm = pack_timestamp_lstm(getattr(self.asr.model, "predictor", None))
-        # BiCif's timestamp head output, computed in the predictor's forward (kept, not recomputed)
-        head = getattr(self.asr.model.predictor, "cif_output2", None)
-        self._head = OutputCapture(head) if head is not None and hasattr(self.asr.model, "calc_predictor_timestamp") else None
         release_freed_memory()
         # True: padded encoder frames are zeroed, so a segment's result does not depend on its
         # batch (it equals FunASR's one-at-a-time result); False: exactly FunASR's batched model.inference.
@@ -112,7 +109,8 @@ class ParaformerBackend:
         # the padded batch.
         self.encode_alone = self.device == "cpu"
         # CPU: how many of those items run side by side, one intra-op thread each
-        # (funasr_support.parallel); 1: one after another on all the threads.
+        # (funasr_support.parallel); 1: one after another on all the threads. The rest of the
+        # model stays one batch on all the threads: as sub-batches side by side it measured slower.
         self.item_workers = self.threads if self.device == "cpu" else 1
         # True: one piece per word, for punctuation over the whole recording's text (text_stream);
         # False: each segment punctuated on its own (the server, which interleaves recordings).
@@ -239,6 +237,7 @@ class ParaformerBackend:
         return stacked, lens
 
     def _run(self, samples: Sequence, *, reduced: bool) -> list[Recognised] | None:
+        model = self.asr.model
         self.precision.active = reduced
         if self.encode_alone and self.mask_padding and len(samples) > 1:
             encoder_out, encoder_lens = self.encode_items(samples, reduced=reduced)
@@ -253,48 +252,29 @@ class ParaformerBackend:
             # a segment run alone sees (FunASR's ConstantPad1d and its appended tail frame).
             pad = make_pad_mask(encoder_lens, maxlen=encoder_out.size(1)).to(encoder_out.device)
             encoder_out = encoder_out.masked_fill(pad[..., None], 0.0)
-        if not (self.encode_alone and self.mask_padding and self.item_workers > 1 and len(samples) > 1):
-            return self._predict_decode(encoder_out, encoder_lens, reduced)
-        # CPU: the rest as sub-batches side by side, one thread each. Their results equal the
-        # whole batch's: with padding zeroed and the BLSTM packed, no item sees another.
-        order = sorted(range(len(samples)), key=lambda i: -int(encoder_lens[i]))
-        parts = [order[k:: self.item_workers] for k in range(min(self.item_workers, len(samples)))]
-        done = map_side_by_side(
-            lambda part: self._predict_decode(encoder_out[part, : int(encoder_lens[part].max())],
-                                              encoder_lens[part], reduced),
-            parts, self.item_workers, cost=lambda part: int(encoder_lens[part].sum()))
-        if any(rows is None for rows in done):
-            return None
-        out: list = [None] * len(samples)
-        for part, rows in zip(parts, done):
-            for i, rec in zip(part, rows):
-                out[i] = rec
-        return out
-
-    def _predict_decode(self, encoder_out, encoder_lens, reduced: bool) -> list[Recognised] | None:
-        """The CIF predictor (its timestamp head captured), the decoder and the greedy choice.
-        Thread-safe: what it sets on shared modules is per thread (it may run in a worker)."""
-        model = self.asr.model
-        self.precision.active = reduced
+        head_logits: list[torch.Tensor] = []
+        head = getattr(model.predictor, "cif_output2", None) if hasattr(model, "calc_predictor_timestamp") else None
+        hook = head.register_forward_hook(lambda _m, _i, o: head_logits.append(o)) if head is not None else None
         if self._timestamp_lstm is not None and self.mask_padding:
             # the BLSTM reads the upsampled frames: upsample_times per encoder frame
             self._timestamp_lstm.lengths = encoder_lens * getattr(model.predictor, "upsample_times", UPSAMPLE)
         try:
-            with self._head.capturing() if self._head is not None else contextlib.nullcontext([]) as head_logits:
-                embeds, token_num, _alphas, _peaks = model.calc_predictor(encoder_out, encoder_lens)[:4]
+            embeds, token_num, _alphas, _peaks = model.calc_predictor(encoder_out, encoder_lens)[:4]
         finally:
+            if hook is not None:
+                hook.remove()
             if self._timestamp_lstm is not None:
                 self._timestamp_lstm.lengths = None
         token_num = token_num.round().long()
         if int(token_num.max()) < 1:
-            return [Recognised() for _ in range(len(encoder_lens))]
+            return [Recognised() for _ in samples]
         with self.precision.reduced(reduced):
             decoder_out, _ = model.cal_decoder_with_predictor(encoder_out, encoder_lens, embeds, token_num)
         decoder_out = decoder_out.float()
         if reduced and self.precision.guarded and has_nan(decoder_out):
             return None
         us_alphas = us_peaks = None
-        if self._head is not None:
+        if head is not None:
             if head_logits:
                 us_alphas, us_peaks = self._upsampled_timestamps(head_logits[-1], encoder_out, encoder_lens, token_num)
             else:  # a predictor that does not run its timestamp head in forward
@@ -302,7 +282,7 @@ class ParaformerBackend:
         return [
             self._decode_item(decoder_out[i, : token_num[i]], int(encoder_lens[i]),
                               None if us_alphas is None else (us_alphas[i], us_peaks[i]))
-            for i in range(len(encoder_lens))
+            for i in range(len(samples))
         ]
 
     def _upsampled_timestamps(self, logits, encoder_out, encoder_lens, token_num):

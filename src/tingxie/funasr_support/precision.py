@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
 from typing import Iterator
 
@@ -83,16 +82,7 @@ class Precision:
         self.device_type = "cuda" if device.startswith("cuda") else "cpu"
         self.autocast_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(compute_type)
         self.nan_fallbacks = 0  # batches run again in fp32 after a NaN
-        self._per_thread = threading.local()  # sub-batches may run side by side
-
-    @property
-    def active(self) -> bool:
-        """False while this thread runs a batch again in fp32."""
-        return getattr(self._per_thread, "active", True)
-
-    @active.setter
-    def active(self, value: bool) -> None:
-        self._per_thread.active = value
+        self.active = True  # False while a batch runs again in fp32
 
     @property
     def guarded(self) -> bool:

@@ -4,16 +4,9 @@ FunASR runs the BLSTM over the whole padded batch; its backward direction then s
 padding, so a segment's timestamps depend on what it was batched with. FunASR on CPU runs one
 segment at a time, where there is no padding. Packing the sequences by their lengths gives each
 item exactly the frames it has alone, so batched timestamps are FunASR's one-at-a-time ones.
-
-Sub-batches may run through the predictor side by side (funasr_support.parallel), so what one
-call sets or captures on these shared modules is kept per thread.
 """
 
 from __future__ import annotations
-
-import contextlib
-import threading
-from typing import Iterator
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -25,16 +18,7 @@ class PackedLSTM(torch.nn.Module):
     def __init__(self, lstm: torch.nn.Module):
         super().__init__()
         self.lstm = lstm
-        self._per_thread = threading.local()
-
-    @property
-    def lengths(self) -> torch.Tensor | None:
-        """The lengths this thread's current batch set."""
-        return getattr(self._per_thread, "lengths", None)
-
-    @lengths.setter
-    def lengths(self, value: torch.Tensor | None) -> None:
-        self._per_thread.lengths = value
+        self.lengths: torch.Tensor | None = None
 
     def forward(self, x, *args):
         lengths = self.lengths
@@ -58,24 +42,3 @@ def pack_timestamp_lstm(predictor) -> PackedLSTM | None:
     packed = PackedLSTM(current)
     setattr(holder, name, packed)
     return packed
-
-
-class OutputCapture:
-    """A module's outputs in the calls this thread makes inside `capturing()` (one hook, kept)."""
-
-    def __init__(self, module: torch.nn.Module):
-        self._per_thread = threading.local()
-        module.register_forward_hook(self._keep)
-
-    def _keep(self, _module, _inputs, output) -> None:
-        outputs = getattr(self._per_thread, "outputs", None)
-        if outputs is not None:
-            outputs.append(output)
-
-    @contextlib.contextmanager
-    def capturing(self) -> Iterator[list]:
-        self._per_thread.outputs = outputs = []
-        try:
-            yield outputs
-        finally:
-            self._per_thread.outputs = None
