@@ -5,7 +5,8 @@
 The random Paraformer-large of bench_paraformer.py (built there, into --work) encodes a batch of
 real segments of zh_long.flac (its Silero spans) two ways, alternating within one process:
 `sequential`, each item alone with torch's intra-op threads (--threads), and `side-by-side`,
---threads items at once with one intra-op thread each (funasr_support.parallel). The CIF
+--threads items at once with one intra-op thread each where their lengths balance
+(funasr_support.parallel plans which). The CIF
 predictor (with its timestamp BLSTM) and the decoder are each timed as one batch on all threads
 against --threads interleaved sub-batches side by side. Wall and process CPU seconds per round.
 """

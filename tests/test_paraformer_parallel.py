@@ -17,7 +17,7 @@ pytest_plugins = ["conftest_paraformer"]
 import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
 import torch
 
-from tingxie.funasr_support.parallel import map_side_by_side  # noqa: E402
+from tingxie.funasr_support.parallel import map_side_by_side, plan_side_by_side  # noqa: E402
 from tingxie.funasr_support.precision import cpu_has_bf16  # noqa: E402
 
 
@@ -87,11 +87,32 @@ def test_worker_error_is_raised_and_threads_restored():
             raise ValueError("item 3")
         return torch.ones(4).sum().item() * x
 
-    assert map_side_by_side(work, [1, 2], 2) == [4.0, 8.0]
+    assert map_side_by_side(work, [1, 2], 2, cost=lambda x: 1) == [4.0, 8.0]
     with pytest.raises(ValueError, match="item 3"):
-        map_side_by_side(work, [1, 2, 3, 4], 2, cost=lambda x: x)
+        map_side_by_side(work, [1, 2, 3, 4], 2, cost=lambda x: 1)
     assert set(seen) == {1}
     assert torch.get_num_threads() == 2
+
+
+def test_plan_runs_side_by_side_only_where_it_balances():
+    assert plan_side_by_side([29.6, 28.5], 2) == 2
+    assert plan_side_by_side([29.6, 1.8], 2) == 0  # the long one alone on one thread: slower
+    assert plan_side_by_side([12.4, 29.6, 28.5], 2) == 2  # the pair beside each other, 12.4 s on both threads
+    assert plan_side_by_side([12.4, 10.5, 7.2, 5.2], 2) == 4  # 12.4 + 5.2 beside 10.5 + 7.2
+    assert plan_side_by_side([5.0, 5.0, 5.0], 1) == plan_side_by_side([5.0], 2) == 0
+
+
+def test_unbalanced_batch_runs_its_short_item_on_all_threads(paraformer, two_threads, zh_clips, monkeypatch):
+    import numpy as np
+
+    clips = list(zh_clips.values())
+    batch = [np.concatenate(clips[:4]), np.concatenate(clips[1:]), clips[-1]]  # 27.5, 26.9, 5.0 s
+    expected = as_tuples(paraformer.recognise(batch))
+    calls = []
+    record_calls(monkeypatch, two_threads.asr.model, ("encode",), calls)
+    assert as_tuples(two_threads.recognise(batch)) == expected
+    main = threading.get_ident()
+    assert sorted((c["thread"] == main, c["threads"]) for c in calls) == [(False, 1), (False, 1), (True, 2)]
 
 
 def test_bf16_workers_run_under_autocast_and_the_nan_guard_holds(paraformer, paraformer_dir, zh_clips,

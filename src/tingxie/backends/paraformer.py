@@ -108,8 +108,8 @@ class ParaformerBackend:
         # CPU: the encoder runs each item of a batch alone (see encode_items); a GPU gains from
         # the padded batch.
         self.encode_alone = self.device == "cpu"
-        # CPU: how many of those items run side by side, one intra-op thread each
-        # (funasr_support.parallel); 1: one after another on all the threads. The rest of the
+        # CPU: up to how many of those items run side by side, one intra-op thread each, where
+        # their lengths balance (funasr_support.parallel); 1: one after another on all threads. The rest of the
         # model stays one batch on all the threads: as sub-batches side by side it measured slower.
         self.item_workers = self.threads if self.device == "cpu" else 1
         # True: one piece per word, for punctuation over the whole recording's text (text_stream);
@@ -224,8 +224,8 @@ class ParaformerBackend:
         the core's peak on one segment) and pays for every padded frame; what batching does buy
         is the rest of the model: the timestamp head's BLSTM and the decoder run one step of
         small products per frame or token, which a batch turns into larger ones. With
-        item_workers > 1 the items run side by side, each on one thread (the precision's autocast
-        is entered inside encode, so in each worker).
+        item_workers > 1, items whose lengths balance run side by side, each on one thread (the
+        precision's autocast is entered inside encode, so in each worker).
         """
         outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced), samples,
                                 self.item_workers, cost=len)
