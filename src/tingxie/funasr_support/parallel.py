@@ -1,9 +1,12 @@
 """Independent pieces of a CPU batch run side by side, one intra-op thread each.
 
-A Paraformer segment is thousands of small ops (layer norms, softmax, masking, the FSMN
-convolutions of 50 SANM layers) that gain little from a second intra-op thread: run two
-segments at once on one thread each instead, and both cores stay busy. torch releases the GIL
-inside its ops, so Python threads are enough.
+A Paraformer segment is thousands of ops (layer norms, softmax, masking, the FSMN convolutions
+of 50 SANM layers), each split over the intra-op threads with a barrier at its end. Two segments
+side by side on one thread each need no barriers: on a quiet 2-core machine about 4 % faster than
+one after another on both threads, and several times faster when other work takes cores, where
+every barrier waits for a descheduled peer (docs/benchmarks.md). A long item beside a short one
+leaves a core idle, so the items that run side by side are planned (plan_side_by_side). torch
+releases the GIL inside its ops, so Python threads are enough.
 
 torch.set_num_threads is process-wide (MKL's global count, and the value each new thread's
 OpenMP count is initialised from when it first runs an op), so it is set to 1 before the
