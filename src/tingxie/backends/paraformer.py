@@ -109,8 +109,9 @@ class ParaformerBackend:
         # the padded batch.
         self.encode_alone = self.device == "cpu"
         # CPU: up to how many of those items run side by side, one intra-op thread each, where
-        # their lengths balance (funasr_support.parallel); 1: one after another on all threads. The rest of the
-        # model stays one batch on all the threads: as sub-batches side by side it measured slower.
+        # their lengths balance (funasr_support.parallel); 1: one after another on all threads.
+        # The rest of the model stays one batch on all threads (as sub-batches side by side it
+        # measured slower).
         self.item_workers = self.threads if self.device == "cpu" else 1
         # True: one piece per word, for punctuation over the whole recording's text (text_stream);
         # False: each segment punctuated on its own (the server, which interleaves recordings).
