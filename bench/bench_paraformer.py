@@ -16,6 +16,8 @@ planner batches sized by the start-up memory profile, the backend's batched infe
 Neither side punctuates. Every run is a fresh child process; its peak RSS is read by the parent
 from os.wait4; systems are interleaved round-robin and each ratio is taken within one round.
 Speed is audio seconds per second of transcription (model loading excluded, reported apart).
+`--systems ... tingxie-fp32-sequential` adds fp32 with a batch's items one after another on all
+threads (the backend's item_workers = 1) instead of side by side on one thread each.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AUDIO = ROOT.parent / "shared" / "audio" / "long" / "zh_long.flac"
 SYSTEMS = ("funasr", "tingxie-fp32", "tingxie-bf16", "tingxie-int8")
-COMPUTE = {"tingxie-fp32": "float32", "tingxie-bf16": "bfloat16", "tingxie-int8": "int8"}
+# on request only: a batch's items one after another on all threads, not side by side
+SEQUENTIAL = "tingxie-fp32-sequential"
+COMPUTE = {"tingxie-fp32": "float32", "tingxie-bf16": "bfloat16", "tingxie-int8": "int8", SEQUENTIAL: "float32"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tingxie-bench-paraformer",
                    help="where the random model, the spans and the profile cache live")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS + (SEQUENTIAL,))
     p.add_argument("--seconds", type=float, default=None, help="use only the first SECONDS of the audio")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both sides (default: the usable CPUs)")
     p.add_argument("--max-batch-size", type=int, default=None, help="tingxie's --max-batch-size (default: its own)")
@@ -129,6 +133,8 @@ def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type
                                                    threads=args.threads, paraformer=ParaformerOptions(punctuate=False)),
                                 batch=BatchOptions(max_batch_size=args.max_batch_size or BatchOptions.max_batch_size))
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
+    if args.child == SEQUENTIAL:
+        backend.item_workers = 1
     memory = MemoryPlanner.profiled(backend, options)  # cached per model and compute type
     transcriber = Transcriber(options, backend=backend, memory=memory)
     loaded = time.perf_counter()

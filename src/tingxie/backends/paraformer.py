@@ -45,6 +45,7 @@ from ..funasr_support.loading import FunasrModel, load_funasr_model
 from ..memory.cpu import release_freed_memory
 from ..funasr_support.precision import Precision, has_nan, resolve_compute_type, resolve_device
 from ..funasr_support.options import SILERO
+from ..funasr_support.parallel import map_side_by_side
 from ..funasr_support.timestamp_head import pack_timestamp_lstm
 from ..funasr_support.punctuation import Punctuator, PunctuationStream
 from ..options import DecodeOptions, ModelOptions
@@ -100,6 +101,11 @@ class ParaformerBackend:
         # CPU: the encoder runs each item of a batch alone (see encode_items); a GPU gains from
         # the padded batch.
         self.encode_alone = self.device == "cpu"
+        # CPU: up to how many of those items run side by side, one intra-op thread each, where
+        # their lengths balance (funasr_support.parallel); 1: one after another on all threads.
+        # The rest of the model stays one batch on all threads (as sub-batches side by side it
+        # measured slower).
+        self.item_workers = self.threads if self.device == "cpu" else 1
         self.punctuator = self._load_punctuator() if punctuator is True else (punctuator or None)
         self._fsmn = None
 
@@ -215,9 +221,12 @@ class ParaformerBackend:
         On a CPU a padded batch buys the encoder nothing (its matrix products already run near
         the core's peak on one segment) and pays for every padded frame; what batching does buy
         is the rest of the model: the timestamp head's BLSTM and the decoder run one step of
-        small products per frame or token, which a batch turns into larger ones.
+        small products per frame or token, which a batch turns into larger ones. With
+        item_workers > 1, items whose lengths balance run side by side, each on one thread (the
+        precision's autocast is entered inside encode, so in each worker).
         """
-        outs = [self.encode([item], reduced=reduced) for item in samples]
+        outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced), samples,
+                                self.item_workers, cost=len)
         lens = torch.cat([n for _, n in outs])
         longest = int(lens.max())
         stacked = outs[0][0].new_zeros(len(outs), longest, outs[0][0].size(-1))
