@@ -131,8 +131,12 @@ def test_transcribe_batch_places_pieces_in_time(paraformer, zh_clips):
     first, second = paraformer.transcribe_batch(segments)
     assert (first.index, second.index) == (7, 8)
     assert second.pieces == () and second.tokens == ()
-    [piece] = first.pieces  # no punctuation: one piece per segment
-    assert 12.0 <= piece.start < piece.end <= segments[0].end + 0.1
+    words = first.pieces  # one piece per word, each in file time
+    assert len(words) == len(first.tokens) and all(len(w.text) == 1 for w in words)
+    assert all(12.0 <= w.start <= w.end <= segments[0].end + 0.1 for w in words)
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    [piece] = paraformer.segment_text(first).pieces  # no punctuation: one piece per segment
+    assert (piece.start, piece.end) == (words[0].start, words[-1].end)
     assert " " not in piece.text and len(piece.text) == len(first.tokens)
 
 
