@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,22 @@ def test_one_row_per_batch_size_per_budget_per_baseline_value():
     assert [r.memory_budget for r in rows[:4]] == [None, None, "1GiB", "default"]
     assert [r.case.batch_size for r in rows[4:6]] == [4, 8]
     assert rows[0].case.batch_size == 0  # tingxie's automatic cap, not the harness's 16
+    assert all(r.case.timestamps for r in rows)  # by default tingxie rows time their words
+
+
+def test_txt_rows_skip_word_times_in_tingxie_rows_only():
+    from tingxie.benchmark.command import options_from_args, register
+
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    audio = Path(__file__).parent / "data" / "jfk.flac"
+    args = parser.parse_args(["bench", str(audio), "--baseline", "fw-batched:4", "-f", "txt"])
+    rows = build_rows(options_from_args(args))
+    assert [(r.case.kind, r.case.timestamps) for r in rows] == [("tingxie", False)] * 4 + [("fw-batched", True)]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", str(audio), "-f", "srt"])
 
 
 # --- aggregation ----------------------------------------------------------------------------

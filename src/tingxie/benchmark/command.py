@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     bench.add_argument("--beam-size", type=int, default=5)
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)")
     bench.add_argument("--max-batch-size", type=int, default=None, help="cap of the auto rows (default: tingxie's)")
+    bench.add_argument("-f", "--format", choices=("all", "txt"), default="all",
+                       help="what the tingxie rows produce, as `tingxie transcribe -f` would: all (word-aligned "
+                            "times, the default) or txt (text only, no align pass: the baselines' granularity)")
     bench.add_argument("-o", "--out", default="tingxie-bench", help="path stem: writes STEM.json, STEM.md, STEM.png")
     bench.add_argument("--timeout", type=float, default=1800, help="seconds a run may take before it is killed")
 
@@ -61,6 +64,7 @@ def options_from_args(args: argparse.Namespace):
         batch_sizes_s=parse_batch_sizes_s(args.batch_size_s), budgets=parse_budgets(args.budget),
         baselines=tuple(parse_baseline(text) for text in args.baseline), runs=args.runs,
         beam_size=args.beam_size, threads=args.threads, max_batch_size=args.max_batch_size,
+        timestamps=args.format != "txt",
     )
     _check_model(options)
     return options

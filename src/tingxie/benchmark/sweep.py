@@ -43,6 +43,7 @@ class SweepOptions:
     beam_size: int = 5
     threads: int = 0
     max_batch_size: int | None = None  # tingxie auto rows; None: its automatic cap
+    timestamps: bool = True  # tingxie rows: word-aligned times (-f all); False: text only (-f txt)
 
     def __post_init__(self) -> None:
         if not 1 <= self.runs <= 100:
@@ -136,11 +137,12 @@ def build_rows(options: SweepOptions) -> list[RowSpec]:
     """Fixed batch_size_s rows, then one auto row per budget, then the baselines."""
     common = dict(audio=options.audio, model=options.model, compute_type=options.compute_type,
                   beam_size=options.beam_size, threads=options.threads, device=options.device)
-    rows = [RowSpec(CaseSpec(f"batch_size_s={_fmt(s)}", "tingxie", batch_size=0, batch_size_s=s, **common), s)
+    tingxie = dict(common, timestamps=options.timestamps)
+    rows = [RowSpec(CaseSpec(f"batch_size_s={_fmt(s)}", "tingxie", batch_size=0, batch_size_s=s, **tingxie), s)
             for s in options.batch_sizes_s]
     for budget in options.budgets:
         name = f"auto, budget {budget or 'default'}"
-        case = CaseSpec(name, "tingxie", batch_size=options.max_batch_size or 0, memory_budget=budget, **common)
+        case = CaseSpec(name, "tingxie", batch_size=options.max_batch_size or 0, memory_budget=budget, **tingxie)
         rows.append(RowSpec(case, None, budget or "default"))
     for baseline in options.baselines:
         for value in baseline.values:
