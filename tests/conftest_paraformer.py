@@ -144,3 +144,22 @@ def vad_dir(tmp_path_factory) -> Path:
     state[bias][0] = -30.0  # pdf 0 is silence
     torch.save(state, target / "model.pt")
     return target
+
+
+def poison_reduced_encode(monkeypatch, model) -> None:
+    """Make the model's encoder put a NaN in its output whenever it runs under CPU autocast
+    (reduced precision), as fp16/bf16 overflow does; fp32 reruns stay clean."""
+    import math
+
+    import torch
+
+    encode = model.encode
+
+    def poisoned(*args, **kwargs):
+        out, lens = encode(*args, **kwargs)
+        if torch.is_autocast_enabled("cpu"):
+            out = out.clone()
+            out[0, 0, 0] = math.nan
+        return out, lens
+
+    monkeypatch.setattr(model, "encode", poisoned)

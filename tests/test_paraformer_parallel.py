@@ -8,12 +8,12 @@ mode and precision, and torch's thread count must come back afterwards.
 
 from __future__ import annotations
 
-import math
 import threading
 
 import pytest
 
 pytest_plugins = ["conftest_paraformer"]
+from conftest_paraformer import poison_reduced_encode  # noqa: E402
 import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
 import torch
 
@@ -131,16 +131,7 @@ def test_bf16_workers_run_under_autocast_and_the_nan_guard_holds(paraformer, par
     assert all(c["autocast"] for c in calls)
     assert all(c["threads"] == 1 and c["thread"] != threading.get_ident() for c in calls[:-1])
 
-    encode = model.encode
-
-    def poisoned(*args, **kwargs):
-        out, lens = encode(*args, **kwargs)
-        if torch.is_autocast_enabled("cpu"):
-            out = out.clone()
-            out[0, 0, 0] = math.nan
-        return out, lens
-
-    monkeypatch.setattr(model, "encode", poisoned)
+    poison_reduced_encode(monkeypatch, model)
     calls.clear()
     blstm_autocast = []
     lstm = next(m for m in model.predictor.modules() if isinstance(m, torch.nn.LSTM))

@@ -3,13 +3,13 @@ split and retry, and the memory profile, on the Paraformer backend."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 
 from tingxie.errors import OptionError
 
 pytest_plugins = ["conftest_paraformer"]
+from conftest_paraformer import poison_reduced_encode  # noqa: E402
 import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
 import torch
 
@@ -56,16 +56,7 @@ def test_nan_in_reduced_precision_reruns_the_batch_in_fp32(paraformer, paraforme
         pytest.skip("this CPU has neither AVX512-BF16 nor AMX")
     reduced = make_paraformer(paraformer_dir, compute_type="bfloat16")
     model = reduced.asr.model
-    encode = model.encode
-
-    def poisoned(*args, **kwargs):
-        out, lens = encode(*args, **kwargs)
-        if torch.is_autocast_enabled("cpu"):
-            out = out.clone()
-            out[0, 0, 0] = math.nan
-        return out, lens
-
-    monkeypatch.setattr(model, "encode", poisoned)
+    poison_reduced_encode(monkeypatch, model)
     clips = list(zh_clips.values())[:2]
     got = reduced.recognise(clips)
     assert reduced.precision.nan_fallbacks == 1
