@@ -1,5 +1,7 @@
 """Out-of-memory recovery on the real Whisper backend, with the failure injected in CTranslate2's call."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -11,16 +13,23 @@ from tingxie.segments import AudioSegment
 
 
 class FailingModel:
-    """Wraps the loaded CTranslate2 model; encode() fails as CUDA does above a batch size."""
+    """Wraps the loaded CTranslate2 model; encode() fails as CUDA does above a batch size, and
+    on its first `fail_first` calls whatever their size."""
 
-    def __init__(self, model, max_batch: int):
+    def __init__(self, model, max_batch: int, fail_first: int = 0):
         self._model = model
         self.max_batch = max_batch
+        self.fail_first = fail_first
+        self.calls = 0
         self.failures = 0
+        self._lock = threading.Lock()
 
     def encode(self, features, *args, **kwargs):
-        if features.shape[0] > self.max_batch:
-            self.failures += 1
+        with self._lock:
+            self.calls += 1
+            fail = features.shape[0] > self.max_batch or self.calls <= self.fail_first
+            self.failures += fail
+        if fail:
             raise RuntimeError("CUDA failed with error out of memory")
         return self._model.encode(features, *args, **kwargs)
 
@@ -29,9 +38,11 @@ class FailingModel:
 
 
 # (replicas, model calls that fail, executor OOM retries, ceiling after, batch sizes as run)
-# One replica: 6 fails -> 3 + 3; 3 fails -> 2 + 1; the second 3 is pre-split under the ceiling of 2.
-# Two replicas: 6 runs as parts 3 + 3, both fail -> the executor splits 3 + 3, whose parts (2 + 1) fit.
-RECOVERY = [(1, 2, 2, 2, [2, 1, 2, 1]), (2, 2, 1, 3, [3, 3])]
+# One replica: encode fails above 2 windows a call: 6 fails -> 3 + 3; 3 fails -> 2 + 1; the
+# second 3 is pre-split under the ceiling of 2.
+# Two replicas: every window is its own call; the first call fails (memory taken by the other
+# replica's window), so the batch of 6 fails -> 3 + 3, which then run.
+RECOVERY = [(1, 2, 2, 2, [2, 1, 2, 1]), (2, 1, 1, 3, [3, 3])]
 
 
 @pytest.mark.parametrize("replicas, failures, retries, ceiling, sizes", RECOVERY)
@@ -47,7 +58,7 @@ def test_real_backend_recovers_from_injected_oom_with_the_same_text(data_dir, re
     expected = backend.transcribe_batch(windows[:1])[0].pieces
 
     original = backend._model
-    failing = FailingModel(original, max_batch=2)
+    failing = FailingModel(original, max_batch=2, fail_first=1 if replicas > 1 else 0)
     backend._model = failing
     try:
         executor = Executor(backend)

@@ -6,20 +6,10 @@ import pytest
 
 from tingxie.audio import decode_audio
 from tingxie.backends import whisper
-from tingxie.backends.whisper import WhisperBackend, cpu_replicas, split_evenly
+from tingxie.backends.whisper import WhisperBackend, cpu_replicas
 from tingxie.models import resolve_model
 from tingxie.options import DecodeOptions, ModelOptions
 from tingxie.segments import AudioSegment
-
-
-@pytest.mark.parametrize("count, parts, sizes", [
-    (8, 2, [4, 4]), (7, 2, [4, 3]), (2, 4, [1, 1]), (1, 2, [1]), (10, 4, [3, 3, 2, 2]), (5, 1, [5]),
-])
-def test_split_evenly_keeps_order_and_balances(count, parts, sizes):
-    items = list(range(count))
-    split = split_evenly(items, parts)
-    assert [len(p) for p in split] == sizes
-    assert [x for p in split for x in p] == items
 
 
 @pytest.mark.parametrize("threads, requested, expected", [
@@ -53,23 +43,31 @@ def test_two_replicas_give_exactly_one_replicas_results_in_order(data_dir, monke
     monkeypatch.setattr(WhisperBackend, "_transcribe",
                         lambda self, part: seen.append((threading.current_thread().name, len(part))) or real(self, part))
     got = two.transcribe_batch(batch)
-    assert sorted(size for _, size in seen) == [2, 3]  # the batch ran as two parts ...
+    assert [size for _, size in seen] == [1] * len(batch)  # a window a call ...
     assert all(name.startswith("tingxie-whisper") for name, _ in seen)  # ... on the replicas' threads
+    assert len({name for name, _ in seen}) == 2
     assert [r.index for r in got] == [r.index for r in expected] == list(range(len(batch)))
     assert [r.tokens for r in got] == [r.tokens for r in expected]
     assert [r.pieces for r in got] == [r.pieces for r in expected]
 
 
-def test_an_out_of_memory_in_one_part_is_reported_as_the_batchs(data_dir, monkeypatch):
+def test_an_out_of_memory_in_one_window_fails_the_batch_with_nothing_left_running(data_dir, monkeypatch):
     backend = _backend(2)
     samples = decode_audio(data_dir / "jfk.flac")
-    batch = [AudioSegment(i, 0.0, 11.0, samples) for i in range(2)]
+    batch = [AudioSegment(i, 0.0, 11.0, samples) for i in range(6)]
+    started, finished = [], []
 
-    def fail_second(self, part):
-        if part[0].index == 1:
+    def fail_first(self, part):
+        started.append(part[0].index)
+        if part[0].index == 0:
             raise RuntimeError("CUDA failed with error out of memory")
+        threading.Event().wait(0.2)  # long enough that the batch fails before most windows start
+        finished.append(part[0].index)
         return []
 
-    monkeypatch.setattr(WhisperBackend, "_transcribe", fail_second)
+    monkeypatch.setattr(WhisperBackend, "_transcribe", fail_first)
     with pytest.raises(whisper.BackendOutOfMemory):
         backend.transcribe_batch(batch)
+    running_after = set(started) - set(finished) - {0}
+    assert not running_after  # every window that had started was waited for
+    assert len(started) < len(batch)  # and the ones not yet started were cancelled

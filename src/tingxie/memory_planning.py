@@ -36,7 +36,7 @@ def profile_key(backend, options: TranscribeOptions) -> dict:
         "compute_type": getattr(backend, "compute_type", None),
         "beam_size": options.decode.beam_size,
         "threads": getattr(backend, "threads", None),
-        "replicas": getattr(backend, "replicas", 1),  # each replica holds its own weights and activations
+        "execution": getattr(backend, "execution", None),  # replicas, windows a call: the peak depends on them
         "tingxie": __version__,
     }
 

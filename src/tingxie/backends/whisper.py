@@ -1,20 +1,20 @@
-"""Whisper through CTranslate2 (the engine faster-whisper runs on), a batch per call.
+"""Whisper through CTranslate2 (the engine faster-whisper runs on).
 
 Each item is one window of at most 30 s of speech (spans packed by packing.py), padded to
-Whisper's fixed 30 s input. A batch is encoded in one call, decoded in one call, and its
-words timed in one align call; the language is detected per window when not given, so a file
+Whisper's fixed 30 s input. A call's windows are encoded in one call, decoded in one call, and
+their words timed in one align call (a GPU takes a whole batch in one call; a CPU, below); the language is detected per window when not given, so a file
 that switches language is transcribed in each.
 
-On a CPU the model is loaded as several single-threaded replicas and a batch is split across
-them, each part run in its own thread (CTranslate2 releases the GIL): a small model's decoding
-steps are too small to keep two threads of one replica busy, and the align pass runs on one
-thread whatever it is given, so parts side by side use the cores better than one part with
-all the threads (docs/benchmarks.md).
+On a CPU the model is loaded as several single-threaded replicas, and each window of a batch
+is its own call, taken by whichever replica is free (CTranslate2 releases the GIL): one thread
+decodes a window as fast per window as a batch of four, a small model's decoding steps are too
+small to keep two threads of one replica busy, the align pass runs on one thread whatever it is
+given, and no replica waits for another's longer text (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Sequence
 
@@ -45,14 +45,6 @@ def cpu_replicas(threads: int, requested: int = 0) -> tuple[int, int]:
     0 chooses one single-threaded replica per thread, up to MAX_CPU_REPLICAS."""
     replicas = requested or max(1, min(threads, MAX_CPU_REPLICAS))
     return replicas, max(1, threads // replicas)
-
-
-def split_evenly(items: Sequence, parts: int) -> list[Sequence]:
-    """Consecutive parts whose sizes differ by at most one (no empty part)."""
-    parts = max(1, min(parts, len(items)))
-    size, extra = divmod(len(items), parts)
-    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
-    return [items[bounds[i]:bounds[i + 1]] for i in range(parts)]
 
 
 def resolve_device(requested: str) -> str:
@@ -88,7 +80,9 @@ class WhisperBackend:
             str(model_dir), device=self.device, compute_type=self.compute_type,
             intra_threads=per_replica, inter_threads=self.replicas,
         )
-        self._parts = ThreadPoolExecutor(self.replicas, thread_name_prefix="tingxie-whisper") if self.replicas > 1 else None
+        self._windows = ThreadPoolExecutor(self.replicas, thread_name_prefix="tingxie-whisper") if self.replicas > 1 else None
+        # how a batch runs, for the memory profile's key: the peak depends on it
+        self.execution = f"{self.replicas} replicas, a window a call" if self._windows else "one call a batch"
         self._decode = decode
         self.multilingual = self._model.is_multilingual
         if decode.language and not self.multilingual and decode.language != "en":
@@ -113,13 +107,24 @@ class WhisperBackend:
 
     def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
         try:
-            parts = split_evenly(batch, self.replicas)
-            if len(parts) == 1:
+            if self._windows is None or len(batch) == 1:
                 return self._transcribe(batch)
-            return [result for part in self._parts.map(self._transcribe, parts) for result in part]
+            return self._window_by_window(batch)
         except (RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 raise BackendOutOfMemory(str(error)) from error
+            raise
+
+    def _window_by_window(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+        calls = [self._windows.submit(self._transcribe, [item]) for item in batch]
+        try:
+            return [result for call in calls for result in call.result()]
+        except BaseException:
+            # The batch failed (out of memory, say): nothing of it may still run when the
+            # executor retries it in halves, or the retry would meet the same memory in use.
+            for call in calls:
+                call.cancel()
+            wait(calls)
             raise
 
     def _transcribe(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
