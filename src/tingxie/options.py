@@ -122,9 +122,10 @@ class BatchOptions:
 
     def resolved_max_batch(self, device: str) -> int:
         """The batch-size cap: the user's, or by device. On a quiet 2-core CPU (CTranslate2
-        int8, tiny.en) batches of 8 ran 1.12x as fast as batches of 4 and 16 no faster than 8,
-        while each window more costs ~78 MiB (docs/benchmarks.md), so 8; on a GPU larger
-        batches are what buys throughput, so 16. The memory budget may lower either."""
+        int8, tiny.en, one replica) batches of 8 ran 1.12x as fast as batches of 4 and 16 no
+        faster than 8 (docs/benchmarks.md); with replicas side by side a batch is the windows
+        handed out between two results, and 16 was no faster than 8 either, so 8; on a GPU
+        larger batches are what buys throughput, so 16. The memory budget may lower either."""
         if self.max_batch_size is not None:
             return self.max_batch_size
         return CPU_MAX_BATCH if device == "cpu" else ACCELERATOR_MAX_BATCH
