@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compute-type", default="default", help="default (int8 on CPU, float16 on CUDA), int8, float16, ...")
     run.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)")
     run.add_argument("--replicas", type=int, default=0,
-                     help="Whisper on a CPU: model copies run side by side on parts of a batch (default: one per thread, up to 4)")
+                     help="Whisper on a CPU: model copies side by side, each taking a batch's windows one at a time "
+                          "(default: one per thread, up to 4)")
     run.add_argument("--batch-size-s", default="auto", help="'auto' or seconds of audio per batch (FunASR semantics)")
     run.add_argument("--batch-threshold-s", type=float, default=None, help="a segment longer than this is batched alone")
     run.add_argument("--max-batch-size", type=int, default=None,
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace, formats: tuple[str, ...] = FORMATS) -> TranscribeOptions:
-    # Word times cost an align pass per batch (about a tenth of the run with tiny.en on a CPU);
+    # Word times cost an align pass per window (~14 % of a CPU run with tiny.en, docs/benchmarks.md);
     # plain text never shows them, so txt alone does not pay for it.
     timestamps = not args.no_timestamps and needs_word_times(formats)
     return TranscribeOptions(

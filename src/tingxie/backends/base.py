@@ -39,3 +39,9 @@ class Backend(Protocol):
     def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
         """Return one result per input, in input order. Raise BackendOutOfMemory on OOM."""
         ...
+
+    # Optional, looked up with getattr by the pipeline and the server:
+    #   speech_detector() -> a detector replacing tingxie's Silero VAD, or None;
+    #   text_stream() -> a stage over the whole recording's results (punctuation), or None;
+    #   segment_text(result) -> the result's output pieces when segments are taken one by one
+    #     (no whole-recording stage, or the server interleaving recordings).

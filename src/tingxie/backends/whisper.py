@@ -2,8 +2,9 @@
 
 Each item is one window of at most 30 s of speech (spans packed by packing.py), padded to
 Whisper's fixed 30 s input. A call's windows are encoded in one call, decoded in one call, and
-their words timed in one align call (a GPU takes a whole batch in one call; a CPU, below); the language is detected per window when not given, so a file
-that switches language is transcribed in each.
+their words timed in one align call (a GPU takes a whole batch in one call; a CPU, below); the
+language is detected per window when not given, so a file that switches language is
+transcribed in each.
 
 On a CPU the model is loaded as several single-threaded replicas, and each window of a batch
 is its own call, taken by whichever replica is free (CTranslate2 releases the GIL): one thread
@@ -37,7 +38,7 @@ from .whisper_timing import align_words, cues
 WINDOW_S = 30.0
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
 MAX_DECODE_LENGTH = 448  # Whisper's text context
-MAX_CPU_REPLICAS = 4  # beyond this a replica's part of a batch gets too small to batch well
+MAX_CPU_REPLICAS = 4  # each replica holds its own weights and a window's activations; more threads go into each
 
 
 def cpu_replicas(threads: int, requested: int = 0) -> tuple[int, int]:

@@ -18,6 +18,7 @@ def needs_word_times(formats) -> bool:
     """Whether any of these formats shows times finer than a whole speech window."""
     return any(fmt in TIMED_FORMATS for fmt in formats)
 
+
 _RENDERERS = {
     "txt": txt.render,
     "srt": srt.render,
