@@ -36,7 +36,13 @@ DEFAULT_AUDIO = ROOT.parent / "shared" / "audio" / "long" / "zh_long.flac"
 SYSTEMS = ("funasr", "tingxie-fp32", "tingxie-bf16", "tingxie-int8")
 # on request only: a batch's items one after another on all threads, not side by side
 SEQUENTIAL = "tingxie-fp32-sequential"
-COMPUTE = {"tingxie-fp32": "float32", "tingxie-bf16": "bfloat16", "tingxie-int8": "int8", SEQUENTIAL: "float32"}
+# on request only: the encoder in torch where the default (--engine auto) runs it in ONNX Runtime
+TORCH_ENGINE = ("tingxie-fp32-torch", "tingxie-int8-torch")
+EXTRA = (SEQUENTIAL,) + TORCH_ENGINE
+# system -> (compute type, engine)
+COMPUTE = {"tingxie-fp32": ("float32", "auto"), "tingxie-bf16": ("bfloat16", "auto"), "tingxie-int8": ("int8", "auto"),
+           SEQUENTIAL: ("float32", "torch"), "tingxie-fp32-torch": ("float32", "torch"),
+           "tingxie-int8-torch": ("int8", "torch")}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tingxie-bench-paraformer",
                    help="where the random model, the spans and the profile cache live")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS + (SEQUENTIAL,))
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS + EXTRA)
     p.add_argument("--seconds", type=float, default=None, help="use only the first SECONDS of the audio")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both sides (default: the usable CPUs)")
     p.add_argument("--max-batch-size", type=int, default=None, help="tingxie's --max-batch-size (default: its own)")
@@ -63,12 +69,19 @@ def prepare(args) -> tuple[Path, Path, float]:
     args.work.mkdir(parents=True, exist_ok=True)
     model_dir = args.work / "paraformer-large-random"
     spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
-    if not (model_dir / "model.pt").is_file() or not spans_path.is_file():
+    if not (model_dir / "model.pt").is_file() or not spans_path.is_file() or not _exported(args.work, model_dir):
         subprocess.run([sys.executable, __file__, "--child", "prepare", "--audio", str(args.audio),
                         "--work", str(args.work)] + (["--seconds", str(args.seconds)] if args.seconds else []),
                        check=True)
     spans = json.loads(spans_path.read_text())
     return model_dir, spans_path, spans["audio_s"]
+
+
+def _exported(work: Path, model_dir: Path) -> bool:
+    os.environ.setdefault("TINGXIE_CACHE_DIR", str(work / "cache"))
+    from tingxie.funasr_support.onnx_export import INT8_FILE, export_dir
+
+    return (export_dir(model_dir, model_dir / "model.pt") / INT8_FILE).is_file()
 
 
 def child_prepare(args) -> None:
@@ -84,6 +97,14 @@ def child_prepare(args) -> None:
                        confident=20.0)
         tmp.rename(model_dir)
         print(f"built {model_dir} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    # the ONNX encoders (--engine auto), exported once before anything is timed: the export
+    # child's peak would otherwise count in the first measured child's
+    os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
+    from tingxie.funasr_support.onnx_export import exported_encoder
+
+    started = time.perf_counter()
+    exported_encoder(model_dir, model_dir / "model.pt", int8=True)  # writes fp32 and int8
+    print(f"ONNX encoder ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     spans = [[round(s.start * 1000), round(s.end * 1000)] for s in detect_speech(audio)]
     spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
     spans_path.write_text(json.dumps({"audio_s": len(audio) / 16000, "spans_ms": spans}))
@@ -117,7 +138,7 @@ def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
             "segments": len(spans_ms), "batches": len(spans_ms)}
 
 
-def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type: str) -> dict:
+def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type: str, engine: str) -> dict:
     from tingxie.backends.paraformer import ParaformerBackend
     from tingxie.funasr_support.options import ParaformerOptions
     from tingxie.memory_planning import MemoryPlanner
@@ -130,7 +151,8 @@ def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type
     segments = [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans_ms)]
     started = time.perf_counter()
     options = TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
-                                                   threads=args.threads, paraformer=ParaformerOptions(punctuate=False)),
+                                                   threads=args.threads,
+                                                   paraformer=ParaformerOptions(punctuate=False, engine=engine)),
                                 batch=BatchOptions(max_batch_size=args.max_batch_size or BatchOptions.max_batch_size))
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
     if args.child == SEQUENTIAL:
@@ -143,11 +165,11 @@ def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type
     return {"load_s": loaded - started, "transcribe_s": done - loaded,
             "text": " ".join(p.text for p in transcript.segments), "segments": transcript.stats.segments,
             "batches": transcript.stats.batches, "oom_retries": transcript.stats.oom_retries,
-            "nan_fallbacks": backend.precision.nan_fallbacks}
+            "nan_fallbacks": backend.precision.nan_fallbacks, "engine": backend.engine}
 
 
 def child_errors(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
-    """Relative error of the bf16 and int8 encoder outputs against fp32, on real speech."""
+    """Relative error of each engine's and precision's encoder output against torch fp32, on real speech."""
     from tingxie.backends.paraformer import ParaformerBackend
     from tingxie.funasr_support.options import ParaformerOptions
     from tingxie.funasr_support.precision import cpu_has_bf16, encoder_relative_error
@@ -156,21 +178,26 @@ def child_errors(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
     audio = load_audio(args)
     segments = [audio[a * 16: b * 16] for a, b in spans_ms[:12]]
 
-    def backend(compute_type):
+    def backend(compute_type, engine):
         opts = ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type, threads=args.threads,
-                            paraformer=ParaformerOptions(punctuate=False))
+                            paraformer=ParaformerOptions(punctuate=False, engine=engine))
         return ParaformerBackend(model_dir, "paraformer-large-random", opts, DecodeOptions())
 
-    reference = backend("float32")
+    reference = backend("float32", "torch")
     out = {"segments": len(segments), "speech_s": sum(len(s) for s in segments) / 16000}
-    for compute_type in ("bfloat16", "int8"):
+    for name, compute_type, engine in ERROR_ROWS:
         if compute_type == "bfloat16" and not cpu_has_bf16():
             continue
-        other = backend(compute_type)
+        other = backend(compute_type, engine)
         errors = [encoder_relative_error(reference, other, segments[i: i + 4]) for i in range(0, len(segments), 4)]
-        out[compute_type] = max(errors)
+        out[name] = max(errors)
         del other
     return out
+
+
+# (name, compute type, engine) of the encoders whose error against torch fp32 is measured
+ERROR_ROWS = (("float32 onnx", "float32", "onnx"), ("bfloat16", "bfloat16", "torch"),
+              ("int8 onnx", "int8", "onnx"), ("int8 torch", "int8", "torch"))
 
 
 def run_child(args, system: str, model_dir: Path, spans_path: Path) -> dict:
@@ -225,7 +252,7 @@ def run_as_child(args) -> int:
     elif args.child == "errors":
         result = child_errors(args, model_dir, spans)
     else:
-        result = child_tingxie(args, model_dir, spans, COMPUTE[args.child])
+        result = child_tingxie(args, model_dir, spans, *COMPUTE[args.child])
     print(json.dumps(result, ensure_ascii=False))
     return 0
 
@@ -240,6 +267,7 @@ def summarise(args, audio_s: float, rounds: list[dict], errors: dict | None) -> 
             "peak_rss_gib": statistics.median(m["peak_rss_bytes"] / 2**30 for m in runs),
             "load_s": statistics.median(m["load_s"] for m in runs),
             "batches": runs[-1]["batches"],
+            "engine": runs[-1].get("engine", "-"),
             "segments": runs[-1]["segments"],
         }
         if "funasr" in systems and system != "funasr":
@@ -275,18 +303,18 @@ def markdown(report: dict) -> str:
              f"threads {report['threads'] or report['machine']['usable_cpus']}, torch {report['machine']['torch']}; "
              f"load average at the end {report['load_average'][0]:.1f}.",
              "",
-             "| system | speed (x real time) | vs FunASR | peak RSS (GiB) | vs FunASR | load (s) | batches | tokens = FunASR's |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| system | encoder | speed (x real time) | vs FunASR | peak RSS (GiB) | vs FunASR | load (s) | batches | tokens = FunASR's |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for system, e in report["summary"].items():
         lines.append(
-            f"| {system} | {e['speed_x']:.1f} | {e.get('speed_vs_funasr', 1.0):.2f}x | {e['peak_rss_gib']:.2f} | "
+            f"| {system} | {e['engine']} | {e['speed_x']:.1f} | {e.get('speed_vs_funasr', 1.0):.2f}x | {e['peak_rss_gib']:.2f} | "
             f"{e.get('rss_vs_funasr', 1.0):.2f}x | {e['load_s']:.1f} | {e['batches']} | "
             + (f"{100 * e['tokens_equal_to_funasr']:.1f} %" if "tokens_equal_to_funasr" in e else "-") + " |")
     errors = report.get("encoder_relative_error")
     if errors:
-        lines += ["", f"Encoder output relative error against fp32 (norm(diff)/norm(fp32), worst batch, "
+        lines += ["", f"Encoder output relative error against torch fp32 (norm(diff)/norm(fp32), worst batch, "
                       f"{errors['segments']} segments, {errors['speech_s']:.0f} s of speech): "
-                  + ", ".join(f"{k} {errors[k]:.2e}" for k in ("bfloat16", "int8") if k in errors)]
+                  + ", ".join(f"{k} {errors[k]:.2e}" for k, *_ in ERROR_ROWS if k in errors)]
     return "\n".join(lines) + "\n"
 
 

@@ -79,13 +79,15 @@ TEST_THREADS = 1
 
 
 def make_backend(model_dir: Path, *, compute_type: str = "float32", punc: str | None = None,
-                 punctuate: bool = False, threads: int = TEST_THREADS):
+                 punctuate: bool = False, threads: int = TEST_THREADS, engine: str = "torch"):
+    """The backend on a model directory. engine "torch" unless asked: most tests look inside
+    torch's model (hooks, poisoned methods); the ONNX encoder has its own tests and fixture."""
     from tingxie.backends.paraformer import ParaformerBackend
     from tingxie.funasr_support.options import ParaformerOptions
     from tingxie.options import DecodeOptions, ModelOptions
 
     options = ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type, threads=threads,
-                           paraformer=ParaformerOptions(punc_model=punc, punctuate=punctuate))
+                           paraformer=ParaformerOptions(punc_model=punc, punctuate=punctuate, engine=engine))
     return ParaformerBackend(model_dir, str(model_dir), options, DecodeOptions())
 
 
@@ -99,6 +101,20 @@ def make_paraformer(offline):
 def paraformer(paraformer_dir, offline):
     """tingxie's backend on the small model: fp32, no punctuation."""
     return make_backend(paraformer_dir)
+
+
+@pytest.fixture(scope="session")
+def onnx_paraformer(paraformer_dir, offline):
+    """The backend with its encoder through ONNX Runtime (what --engine auto runs on a CPU)."""
+    backend = make_backend(paraformer_dir, engine="onnx")
+    assert backend.engine == "onnx"
+    return backend
+
+
+@pytest.fixture(scope="session", params=["torch", "onnx"])
+def each_engine(request, paraformer, onnx_paraformer):
+    """The fp32 backend with either encoder engine."""
+    return paraformer if request.param == "torch" else onnx_paraformer
 
 
 @pytest.fixture(scope="session")

@@ -28,10 +28,10 @@ def funasr_tokens(funasr_model, batch):
     return [r["token_int"] for r in results]
 
 
-def test_one_segment_at_a_time_equals_funasr_generate(paraformer, funasr_alone, zh_clips):
+def test_one_segment_at_a_time_equals_funasr_generate(each_engine, funasr_alone, zh_clips):
     for name, samples in zh_clips.items():
         expected, expected_tokens = funasr_alone[name]
-        [got] = paraformer.recognise([samples])
+        [got] = each_engine.recognise([samples])
         assert len(got.tokens) > 10, name
         assert got.tokens == expected_tokens, name
         assert " ".join(got.words) == expected["text"], name
@@ -53,10 +53,13 @@ def test_funasr_batches_equal_funasr_batched_inference(paraformer, funasr_model,
         paraformer.mask_padding = True
 
 
-@pytest.fixture(params=["encoder alone (CPU)", "padded encoder batch (GPU)"])
-def batched_paraformer(request, paraformer):
-    """The backend both ways a batch may run: each item through the encoder alone, the rest
-    batched (tingxie's CPU path), or the whole padded batch (its GPU path)."""
+@pytest.fixture(params=["encoder alone (CPU)", "padded encoder batch (GPU)", "ONNX encoder alone (CPU)"])
+def batched_paraformer(request, paraformer, onnx_paraformer):
+    """The backend every way a batch may run: each item through the encoder alone, the rest
+    batched (tingxie's CPU path, in torch or ONNX Runtime), or the whole padded batch (its GPU path)."""
+    if request.param.startswith("ONNX"):
+        yield onnx_paraformer
+        return
     paraformer.encode_alone = request.param.startswith("encoder alone")
     yield paraformer
     paraformer.encode_alone = True
@@ -78,7 +81,8 @@ def test_batched_timestamps_equal_funasr_one_at_a_time(batched_paraformer, funas
         assert [[round(s * 1000), round(e * 1000)] for s, e in got.times] == expected, name
 
 
-def test_batched_encoder_and_logits_match_alone_within_tolerance(paraformer, zh_clips):
+def test_batched_encoder_and_logits_match_alone_within_tolerance(each_engine, zh_clips):
+    paraformer = each_engine
     clips = list(zh_clips.values())
     model = paraformer.asr.model
     with torch.inference_mode():

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import TingxieError
+from ..errors import OptionError, TingxieError
 
 try:
     import torch
@@ -92,7 +92,12 @@ class ParaformerBackend:
         self.asr: FunasrModel = load_funasr_model(self.model_path, self.device,
                                                   overrides={"frontend_conf": {"dither": 0.0}})
         self.precision = Precision(self.compute_type, self.device)
-        self.precision.prepare(self.asr.model, self.asr.checkpoint)
+        self.onnx_encoder = self._load_onnx_encoder(model.paraformer.engine)
+        self.engine = "onnx" if self.onnx_encoder is not None else "torch"
+        self.execution = f"{self.engine} encoder"  # part of the memory profile's key
+        # with the ONNX encoder the torch encoder never runs: int8 quantizes the decoder alone
+        self.precision.prepare(self.asr.model, self.asr.checkpoint,
+                               parts=("decoder",) if self.onnx_encoder is not None else ("encoder", "decoder"))
         self._timestamp_lstm = pack_timestamp_lstm(getattr(self.asr.model, "predictor", None))
         release_freed_memory()
         # True: padded encoder frames are zeroed, so a segment's result does not depend on its
@@ -124,6 +129,32 @@ class ParaformerBackend:
     def text_stream(self) -> PunctuationStream | None:
         """Punctuation over the whole recording's text, fed with word pieces; None without a model."""
         return self.punctuator.stream() if self.punctuator is not None else None
+
+    def _load_onnx_encoder(self, engine: str):
+        """The encoder through ONNX Runtime (funasr_support.onnx_encoder), or None for torch's.
+
+        auto picks it for float32 and int8 on a CPU (bfloat16 stays in torch: ONNX Runtime has
+        no bf16 kernels for x86); a failed export then warns and keeps torch. --engine onnx
+        asks for it and fails with the reason.
+        """
+        if engine == "torch":
+            return None
+        usable = self.device == "cpu" and self.compute_type in ("float32", "int8")
+        if not usable:
+            if engine == "onnx":
+                raise OptionError(f"--engine onnx runs float32 or int8 on a CPU, not {self.compute_type} on {self.device}")
+            return None
+        from ..funasr_support.onnx_encoder import OnnxEncoder
+        from ..funasr_support.onnx_export import ExportError, exported_encoder
+
+        try:
+            path = exported_encoder(self.model_path, self.asr.checkpoint, int8=self.compute_type == "int8")
+        except (ExportError, ImportError, OSError) as error:
+            if engine == "onnx":
+                raise ExportError(str(error)) from error
+            log.warning("running the encoder in torch: %s", error)
+            return None
+        return OnnxEncoder(path)
 
     def _set_threads(self) -> None:
         if torch.get_num_threads() != self.threads:
@@ -209,6 +240,8 @@ class ParaformerBackend:
 
     def encode(self, samples: Sequence, *, reduced: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         speech, lengths = self.features(samples)
+        if self.onnx_encoder is not None:
+            return self.onnx_encoder(speech, lengths)
         with self.precision.reduced(reduced):
             encoder_out, encoder_lens = self.asr.model.encode(speech, lengths)
         if isinstance(encoder_out, tuple):
@@ -226,7 +259,7 @@ class ParaformerBackend:
         precision's autocast is entered inside encode, so in each worker).
         """
         outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced), samples,
-                                self.item_workers, cost=len)
+                                self.item_workers, cost=len, shared_threads=self.onnx_encoder is None)
         lens = torch.cat([n for _, n in outs])
         longest = int(lens.max())
         stacked = outs[0][0].new_zeros(len(outs), longest, outs[0][0].size(-1))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..errors import OptionError
 
 SILERO = "silero"
+ENGINES = ("auto", "onnx", "torch")
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,15 @@ class ParaformerOptions:
     vad_model: "silero" (tingxie's ONNX Silero VAD, the default), "fsmn-vad", or a FunASR model
     directory. punc_model: None means ct-punc where it is on this machine (and no punctuation,
     with a warning, where it is not); a name or directory given explicitly must be found.
-    punctuate False turns punctuation off (--no-punc).
+    punctuate False turns punctuation off (--no-punc). engine: what runs the encoder on a CPU,
+    "onnx" (ONNX Runtime, the encoder exported once with FunASR's export classes), "torch", or
+    "auto" (onnx for float32 and int8 on a CPU where the export succeeds, torch otherwise).
     """
 
     vad_model: str = SILERO
     punc_model: str | None = None
     punctuate: bool = True
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.vad_model:
@@ -35,6 +39,8 @@ class ParaformerOptions:
             raise OptionError("--punc-model must not be empty")
         if not self.punctuate and self.punc_model is not None:
             raise OptionError("--no-punc and --punc-model cannot be given together")
+        if self.engine not in ENGINES:
+            raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
 
 
 def add_funasr_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +51,9 @@ def add_funasr_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--punc-model", default=None,
                        help="punctuation model: ct-punc (default where present), ct-punc-c, or a FunASR model directory")
     group.add_argument("--no-punc", action="store_true", help="no punctuation (Paraformer models)")
+    group.add_argument("--engine", default="auto", choices=ENGINES,
+                       help="what runs the Paraformer encoder on a CPU: onnx (ONNX Runtime; exported once, cached), "
+                            "torch, or auto (onnx for float32/int8 where it exports; default)")
 
 
 def with_funasr_options(options, args: argparse.Namespace):
@@ -53,5 +62,6 @@ def with_funasr_options(options, args: argparse.Namespace):
         vad_model=getattr(args, "vad_model", SILERO),
         punc_model=getattr(args, "punc_model", None),
         punctuate=not getattr(args, "no_punc", False),
+        engine=getattr(args, "engine", "auto"),
     )
     return dataclasses.replace(options, model=dataclasses.replace(options.model, paraformer=paraformer))

@@ -68,13 +68,18 @@ def plan_side_by_side(costs: Sequence[float], workers: int) -> int:
 
 
 def map_side_by_side(fn: Callable[[Item], Result], items: Sequence[Item], workers: int,
-                     cost: Callable[[Item], float]) -> list[Result]:
+                     cost: Callable[[Item], float], *, shared_threads: bool = True) -> list[Result]:
     """[fn(item) for item in items]: the costliest ones on up to `workers` threads of one intra-op
     thread each (longest first), where plan_side_by_side expects that to be faster; the others
-    one after another on the caller's threads. With one worker, the plain loop.
+    one after another on the caller's threads. With one worker, the plain loop. shared_threads
+    False: fn runs on one thread whoever calls it (a single-threaded ONNX Runtime session), so
+    every item runs side by side.
     """
     order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
-    n = plan_side_by_side([cost(item) for item in items], workers)
+    if shared_threads:
+        n = plan_side_by_side([cost(item) for item in items], workers)
+    else:
+        n = len(items) if workers > 1 and len(items) > 1 else 0
     results: list = [None] * len(items)
     for i in order[n:]:
         results[i] = fn(items[i])

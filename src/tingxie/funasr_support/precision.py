@@ -62,13 +62,13 @@ def resolve_compute_type(requested: str, device: str) -> str:
     return kind
 
 
-def quantize_int8(model: torch.nn.Module) -> None:
-    """Replace the Linear layers of the encoder and decoder with dynamically quantized int8 ones."""
+def quantize_int8(model: torch.nn.Module, parts: tuple[str, ...] = ("encoder", "decoder")) -> None:
+    """Replace the Linear layers of these parts with dynamically quantized int8 ones."""
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
-        for name in ("encoder", "decoder"):
+        for name in parts:
             part = getattr(model, name, None)
             if part is not None:
                 quantize_dynamic(part, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # no fp32 copy
@@ -88,9 +88,10 @@ class Precision:
     def guarded(self) -> bool:
         return self.autocast_dtype is not None
 
-    def prepare(self, model: torch.nn.Module, checkpoint=None) -> None:
+    def prepare(self, model: torch.nn.Module, checkpoint=None, parts: tuple[str, ...] = ("encoder", "decoder")) -> None:
+        """Ready the model's parts (those torch runs) for this precision."""
         if self.compute_type == "int8":
-            quantize_int8(model)
+            quantize_int8(model, parts)
             if checkpoint is not None:
                 # quantizing read every fp32 weight of the memory-mapped checkpoint; those pages
                 # are no longer used, so they leave this process's resident memory

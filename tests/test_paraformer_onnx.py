@@ -1,0 +1,127 @@
+"""The Paraformer encoder through ONNX Runtime (--engine onnx, what auto picks on a CPU).
+
+The encoder is exported once with FunASR's own export classes (in a child process), checked
+against torch's, and cached. Its fp32 tokens and timestamps must equal FunASR's (tests in
+test_paraformer.py run both engines); here: the engine choice, the cache, the errors, and int8.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+
+pytest_plugins = ["conftest_paraformer"]
+import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
+import torch
+
+from tingxie.errors import OptionError  # noqa: E402
+from tingxie.funasr_support import onnx_export  # noqa: E402
+from tingxie.funasr_support.onnx_export import ExportError, export_dir, exported_encoder  # noqa: E402
+from tingxie.funasr_support.precision import encoder_relative_error  # noqa: E402
+
+
+def test_auto_runs_the_onnx_encoder_on_cpu_for_float32_and_int8(paraformer_dir, make_paraformer):
+    for compute_type in ("float32", "int8"):
+        backend = make_paraformer(paraformer_dir, compute_type=compute_type, engine="auto")
+        assert backend.engine == "onnx" and backend.execution == "onnx encoder"
+        expected = onnx_export.INT8_FILE if compute_type == "int8" else onnx_export.FP32_FILE
+        assert backend.onnx_encoder.path.name == expected
+
+
+def test_onnx_fp32_encoder_equals_torch_on_real_speech(paraformer, onnx_paraformer, zh_clips):
+    clips = list(zh_clips.values())
+    assert encoder_relative_error(paraformer, onnx_paraformer, clips) < 1e-5
+    ours = onnx_paraformer.recognise(clips)
+    exact = paraformer.recognise(clips)
+    assert [(r.tokens, r.words, r.times) for r in ours] == [(r.tokens, r.words, r.times) for r in exact]
+
+
+def test_onnx_int8_quantizes_only_what_torch_runs(paraformer, paraformer_dir, zh_clips, make_paraformer):
+    """int8: the exported encoder is ONNX Runtime's int8 model; torch quantizes only the decoder,
+    and the torch encoder's weights are never read (they stay file pages, not quantized copies)."""
+    backend = make_paraformer(paraformer_dir, compute_type="int8", engine="onnx")
+    model = backend.asr.model
+    linear_types = lambda part: {type(m).__module__ for m in part.modules() if "Linear" in type(m).__name__}
+    assert any("quantized" in t for t in linear_types(model.decoder))
+    assert not any("quantized" in t for t in linear_types(model.encoder))
+    clips = list(zh_clips.values())
+    error = encoder_relative_error(paraformer, backend, clips)
+    print(f"int8 onnx: encoder relative error {error:.2e}")
+    assert 0 < error < 0.08  # measured ~2e-2 on this random model
+    ours = [r.tokens for r in backend.recognise(clips)]
+    exact = [r.tokens for r in paraformer.recognise(clips)]
+    same = sum(a == b for x, y in zip(ours, exact) for a, b in zip(x, y))
+    assert same >= 0.8 * sum(len(x) for x in exact)
+
+
+def test_export_is_cached_by_checkpoint(paraformer_dir, onnx_paraformer, monkeypatch):
+    path = exported_encoder(paraformer_dir, paraformer_dir / "model.pt", int8=False)
+    assert path == onnx_paraformer.onnx_encoder.path and path.parent == export_dir(paraformer_dir, paraformer_dir / "model.pt")
+    # a cached export is used as it is: no child process runs
+    monkeypatch.setattr(onnx_export.subprocess, "run", lambda *a, **k: pytest.fail("exported again"))
+    assert exported_encoder(paraformer_dir, paraformer_dir / "model.pt", int8=False) == path
+
+
+def test_changed_weights_export_again(paraformer_dir, tmp_path):
+    copy = shutil.copytree(paraformer_dir, tmp_path / "model")
+    before = export_dir(copy, copy / "model.pt")
+    state = torch.load(copy / "model.pt", weights_only=True)
+    torch.save(state, copy / "model.pt")  # same weights, a new file: a new cache entry
+    assert export_dir(copy, copy / "model.pt") != before
+
+
+def test_a_failed_export_is_one_clear_error_and_writes_nothing(paraformer_dir, tmp_path):
+    broken = shutil.copytree(paraformer_dir, tmp_path / "broken")
+    (broken / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ExportError, match="exporting the encoder of .* to ONNX failed: .+"):
+        exported_encoder(broken, broken / "model.pt", int8=False)
+    folder = export_dir(broken, broken / "model.pt")
+    assert not folder.exists()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(folder.name)]  # no staging left
+
+
+def test_auto_falls_back_to_torch_when_the_export_fails(paraformer_dir, make_paraformer, monkeypatch, caplog):
+    def fail(*args, **kwargs):
+        raise ExportError("exporting the encoder to ONNX failed: no export class")
+
+    monkeypatch.setattr(onnx_export, "exported_encoder", fail)
+    with caplog.at_level(logging.WARNING):
+        backend = make_paraformer(paraformer_dir, engine="auto")
+    assert backend.engine == "torch" and backend.onnx_encoder is None
+    assert "running the encoder in torch" in caplog.text
+    with pytest.raises(ExportError, match="no export class"):
+        make_paraformer(paraformer_dir, engine="onnx")
+
+
+def test_onnx_engine_refuses_what_it_cannot_run(paraformer_dir, make_paraformer):
+    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.funasr_support.precision import cpu_has_bf16
+
+    with pytest.raises(OptionError, match="--engine"):
+        ParaformerOptions(engine="tensorrt")
+    if cpu_has_bf16():  # bf16 runs in torch: ONNX Runtime has no x86 bf16 kernels
+        with pytest.raises(OptionError, match="--engine onnx runs float32 or int8"):
+            make_paraformer(paraformer_dir, compute_type="bfloat16", engine="onnx")
+        assert make_paraformer(paraformer_dir, compute_type="bfloat16", engine="auto").engine == "torch"
+
+
+def test_items_run_side_by_side_on_a_single_threaded_session(paraformer_dir, make_paraformer, zh_clips, monkeypatch):
+    import threading
+
+    backend = make_paraformer(paraformer_dir, engine="onnx", threads=2)
+    assert backend.onnx_encoder.threads == 1 and backend.item_workers == 2
+    seen = []
+    run = backend.onnx_encoder.session.run
+
+    def record(*args, **kwargs):
+        seen.append(threading.get_ident())
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(backend.onnx_encoder.session, "run", record, raising=False)
+    clips = list(zh_clips.values())
+    got = backend.recognise(clips)
+    assert len(seen) == len(clips) and len(set(seen)) == 2  # each item alone, on two threads
+    alone = [backend.recognise([c])[0] for c in clips]
+    assert [r.tokens for r in got] == [r.tokens for r in alone]
