@@ -16,8 +16,12 @@ planner batches sized by the start-up memory profile, the backend's batched infe
 Neither side punctuates. Every run is a fresh child process; its peak RSS is read by the parent
 from os.wait4; systems are interleaved round-robin and each ratio is taken within one round.
 Speed is audio seconds per second of transcription (model loading excluded, reported apart).
-`--systems ... tingxie-fp32-sequential` adds fp32 with a batch's items one after another on all
-threads (the backend's item_workers = 1) instead of side by side on one thread each.
+tingxie's default (--engine auto) runs fp32 and int8 encoders and decoders through ONNX Runtime
+(exported once, before anything is timed); bf16 runs in torch. On request (--systems ...):
+tingxie-fp32-torch / tingxie-int8-torch, the same in torch; tingxie-fp32-sequential, torch fp32
+with a batch's items one after another on all threads (item_workers = 1) instead of side by
+side on one thread each; tingxie-fp32-budget / tingxie-int8-budget, tingxie given a memory
+budget of 0.6x FunASR's peak RSS in the same round (funasr must come first).
 """
 
 from __future__ import annotations
@@ -38,11 +42,16 @@ SYSTEMS = ("funasr", "tingxie-fp32", "tingxie-bf16", "tingxie-int8")
 SEQUENTIAL = "tingxie-fp32-sequential"
 # on request only: the encoder in torch where the default (--engine auto) runs it in ONNX Runtime
 TORCH_ENGINE = ("tingxie-fp32-torch", "tingxie-int8-torch")
-EXTRA = (SEQUENTIAL,) + TORCH_ENGINE
+# on request only: --memory-budget at BUDGET_SHARE of FunASR's peak RSS in the same round
+# (funasr must be among the systems, before these)
+BUDGET_SHARE = 0.6
+BUDGETED = ("tingxie-fp32-budget", "tingxie-int8-budget")
+EXTRA = (SEQUENTIAL,) + TORCH_ENGINE + BUDGETED
 # system -> (compute type, engine)
 COMPUTE = {"tingxie-fp32": ("float32", "auto"), "tingxie-bf16": ("bfloat16", "auto"), "tingxie-int8": ("int8", "auto"),
            SEQUENTIAL: ("float32", "torch"), "tingxie-fp32-torch": ("float32", "torch"),
-           "tingxie-int8-torch": ("int8", "torch")}
+           "tingxie-int8-torch": ("int8", "torch"), "tingxie-fp32-budget": ("float32", "auto"),
+           "tingxie-int8-budget": ("int8", "auto")}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both sides (default: the usable CPUs)")
     p.add_argument("--max-batch-size", type=int, default=None, help="tingxie's --max-batch-size (default: its own)")
     p.add_argument("--no-errors", action="store_true", help="skip the encoder relative-error measurement")
+    p.add_argument("--memory-budget", default=None, help=argparse.SUPPRESS)  # set by the parent for BUDGETED
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "paraformer",
                    help="path stem: writes STEM.json and STEM.md")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -79,9 +89,10 @@ def prepare(args) -> tuple[Path, Path, float]:
 
 def _exported(work: Path, model_dir: Path) -> bool:
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(work / "cache"))
-    from tingxie.funasr_support.onnx_export import INT8_FILE, export_dir
+    from tingxie.funasr_support.onnx_export import PARTS, export_dir, part_file
 
-    return (export_dir(model_dir, model_dir / "model.pt") / INT8_FILE).is_file()
+    folder = export_dir(model_dir, model_dir / "model.pt")
+    return all((folder / part_file(part, int8)).is_file() for part in PARTS for int8 in (False, True))
 
 
 def child_prepare(args) -> None:
@@ -97,14 +108,14 @@ def child_prepare(args) -> None:
                        confident=20.0)
         tmp.rename(model_dir)
         print(f"built {model_dir} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    # the ONNX encoders (--engine auto), exported once before anything is timed: the export
-    # child's peak would otherwise count in the first measured child's
+    # the ONNX encoder and decoder (--engine auto), exported once before anything is timed:
+    # the export child's peak would otherwise count in the first measured child's
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
-    from tingxie.funasr_support.onnx_export import exported_encoder
+    from tingxie.funasr_support.onnx_export import exported_parts
 
     started = time.perf_counter()
-    exported_encoder(model_dir, model_dir / "model.pt", int8=True)  # writes fp32 and int8
-    print(f"ONNX encoder ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    exported_parts(model_dir, model_dir / "model.pt", int8=True)  # writes fp32 and int8
+    print(f"ONNX encoder and decoder ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     spans = [[round(s.start * 1000), round(s.end * 1000)] for s in detect_speech(audio)]
     spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
     spans_path.write_text(json.dumps({"audio_s": len(audio) / 16000, "spans_ms": spans}))
@@ -153,7 +164,8 @@ def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type
     options = TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
                                                    threads=args.threads,
                                                    paraformer=ParaformerOptions(punctuate=False, engine=engine)),
-                                batch=BatchOptions(max_batch_size=args.max_batch_size or BatchOptions.max_batch_size))
+                                batch=BatchOptions(max_batch_size=args.max_batch_size or BatchOptions.max_batch_size,
+                                                   memory_budget=args.memory_budget))
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
     if args.child == SEQUENTIAL:
         backend.item_workers = 1
@@ -200,9 +212,11 @@ ERROR_ROWS = (("float32 onnx", "float32", "onnx"), ("bfloat16", "bfloat16", "tor
               ("int8 onnx", "int8", "onnx"), ("int8 torch", "int8", "torch"))
 
 
-def run_child(args, system: str, model_dir: Path, spans_path: Path) -> dict:
+def run_child(args, system: str, model_dir: Path, spans_path: Path, budget_bytes: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", system, "--audio", str(args.audio), "--work", str(args.work),
            "--threads", str(args.threads)] + (["--max-batch-size", str(args.max_batch_size)] if args.max_batch_size else [])
+    if budget_bytes is not None:
+        cmd += ["--memory-budget", f"{budget_bytes // 2**20}MiB"]
     if args.seconds:
         cmd += ["--seconds", str(args.seconds)]
     started = time.perf_counter()
@@ -226,7 +240,12 @@ def main(argv=None) -> int:
     for r in range(args.runs):
         row = {}
         for system in args.systems:
-            row[system] = run_child(args, system, model_dir, spans_path)
+            budget = None
+            if system in BUDGETED:
+                if "funasr" not in row:
+                    raise SystemExit(f"{system} needs funasr before it in --systems (its budget is a share of FunASR's peak)")
+                budget = int(BUDGET_SHARE * row["funasr"]["peak_rss_bytes"])
+            row[system] = run_child(args, system, model_dir, spans_path, budget)
             m = row[system]
             print(f"round {r + 1} {system}: {audio_s / m['transcribe_s']:.1f}x real time, "
                   f"peak RSS {m['peak_rss_bytes'] / 2**30:.2f} GiB, load {m['load_s']:.1f} s", file=sys.stderr)

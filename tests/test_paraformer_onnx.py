@@ -18,19 +18,20 @@ import torch
 
 from tingxie.errors import OptionError  # noqa: E402
 from tingxie.funasr_support import onnx_export  # noqa: E402
-from tingxie.funasr_support.onnx_export import ExportError, export_dir, exported_encoder  # noqa: E402
+from tingxie.funasr_support.onnx_export import ExportError, export_dir, exported_parts, part_file  # noqa: E402
 from tingxie.funasr_support.precision import encoder_relative_error  # noqa: E402
 
 
-def test_auto_runs_the_onnx_encoder_on_cpu_for_float32_and_int8(paraformer_dir, make_paraformer):
+def test_auto_runs_onnx_encoder_and_decoder_on_cpu_for_float32_and_int8(paraformer_dir, make_paraformer):
     for compute_type in ("float32", "int8"):
         backend = make_paraformer(paraformer_dir, compute_type=compute_type, engine="auto")
-        assert backend.engine == "onnx" and backend.execution == "onnx encoder"
-        expected = onnx_export.INT8_FILE if compute_type == "int8" else onnx_export.FP32_FILE
-        assert backend.onnx_encoder.path.name == expected
+        assert backend.engine == "onnx" and backend.execution == "onnx encoder and decoder"
+        int8 = compute_type == "int8"
+        assert backend.onnx.encoder.path.name == part_file("encoder", int8)
+        assert backend.onnx.decoder.path.name == part_file("decoder", int8)
 
 
-def test_onnx_fp32_encoder_equals_torch_on_real_speech(paraformer, onnx_paraformer, zh_clips):
+def test_onnx_fp32_equals_torch_on_real_speech(paraformer, onnx_paraformer, zh_clips):
     clips = list(zh_clips.values())
     assert encoder_relative_error(paraformer, onnx_paraformer, clips) < 1e-5
     ours = onnx_paraformer.recognise(clips)
@@ -38,14 +39,15 @@ def test_onnx_fp32_encoder_equals_torch_on_real_speech(paraformer, onnx_paraform
     assert [(r.tokens, r.words, r.times) for r in ours] == [(r.tokens, r.words, r.times) for r in exact]
 
 
-def test_onnx_int8_quantizes_only_what_torch_runs(paraformer, paraformer_dir, zh_clips, make_paraformer):
-    """int8: the exported encoder is ONNX Runtime's int8 model; torch quantizes only the decoder,
-    and the torch encoder's weights are never read (they stay file pages, not quantized copies)."""
+def test_onnx_int8_leaves_torch_unquantized(paraformer, paraformer_dir, zh_clips, make_paraformer):
+    """int8: the encoder and decoder are ONNX Runtime's int8 models; torch quantizes nothing (its
+    encoder and decoder never run, their weights stay unread file pages, not quantized copies)."""
     backend = make_paraformer(paraformer_dir, compute_type="int8", engine="onnx")
     model = backend.asr.model
-    linear_types = lambda part: {type(m).__module__ for m in part.modules() if "Linear" in type(m).__name__}
-    assert any("quantized" in t for t in linear_types(model.decoder))
-    assert not any("quantized" in t for t in linear_types(model.encoder))
+    linear_types = {type(m).__module__ for m in model.modules() if "Linear" in type(m).__name__}
+    assert linear_types and not any("quantized" in t for t in linear_types)
+    torch_int8 = make_paraformer(paraformer_dir, compute_type="int8", engine="torch").asr.model
+    assert any("quantized" in type(m).__module__ for m in torch_int8.decoder.modules())
     clips = list(zh_clips.values())
     error = encoder_relative_error(paraformer, backend, clips)
     print(f"int8 onnx: encoder relative error {error:.2e}")
@@ -57,11 +59,12 @@ def test_onnx_int8_quantizes_only_what_torch_runs(paraformer, paraformer_dir, zh
 
 
 def test_export_is_cached_by_checkpoint(paraformer_dir, onnx_paraformer, monkeypatch):
-    path = exported_encoder(paraformer_dir, paraformer_dir / "model.pt", int8=False)
-    assert path == onnx_paraformer.onnx_encoder.path and path.parent == export_dir(paraformer_dir, paraformer_dir / "model.pt")
+    paths = exported_parts(paraformer_dir, paraformer_dir / "model.pt", int8=False)
+    assert paths["encoder"] == onnx_paraformer.onnx.encoder.path
+    assert {p.parent for p in paths.values()} == {export_dir(paraformer_dir, paraformer_dir / "model.pt")}
     # a cached export is used as it is: no child process runs
     monkeypatch.setattr(onnx_export.subprocess, "run", lambda *a, **k: pytest.fail("exported again"))
-    assert exported_encoder(paraformer_dir, paraformer_dir / "model.pt", int8=False) == path
+    assert exported_parts(paraformer_dir, paraformer_dir / "model.pt", int8=False) == paths
 
 
 def test_changed_weights_export_again(paraformer_dir, tmp_path):
@@ -75,8 +78,8 @@ def test_changed_weights_export_again(paraformer_dir, tmp_path):
 def test_a_failed_export_is_one_clear_error_and_writes_nothing(paraformer_dir, tmp_path):
     broken = shutil.copytree(paraformer_dir, tmp_path / "broken")
     (broken / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ExportError, match="exporting the encoder of .* to ONNX failed: .+"):
-        exported_encoder(broken, broken / "model.pt", int8=False)
+    with pytest.raises(ExportError, match="exporting the encoder and decoder of .* to ONNX failed: .+"):
+        exported_parts(broken, broken / "model.pt", int8=False)
     folder = export_dir(broken, broken / "model.pt")
     assert not folder.exists()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(folder.name)]  # no staging left
@@ -86,11 +89,11 @@ def test_auto_falls_back_to_torch_when_the_export_fails(paraformer_dir, make_par
     def fail(*args, **kwargs):
         raise ExportError("exporting the encoder to ONNX failed: no export class")
 
-    monkeypatch.setattr(onnx_export, "exported_encoder", fail)
+    monkeypatch.setattr(onnx_export, "exported_parts", fail)
     with caplog.at_level(logging.WARNING):
         backend = make_paraformer(paraformer_dir, engine="auto")
-    assert backend.engine == "torch" and backend.onnx_encoder is None
-    assert "running the encoder in torch" in caplog.text
+    assert backend.engine == "torch" and backend.onnx is None
+    assert "running the encoder and decoder in torch" in caplog.text
     with pytest.raises(ExportError, match="no export class"):
         make_paraformer(paraformer_dir, engine="onnx")
 
@@ -107,21 +110,22 @@ def test_onnx_engine_refuses_what_it_cannot_run(paraformer_dir, make_paraformer)
         assert make_paraformer(paraformer_dir, compute_type="bfloat16", engine="auto").engine == "torch"
 
 
-def test_items_run_side_by_side_on_a_single_threaded_session(paraformer_dir, make_paraformer, zh_clips, monkeypatch):
+def test_items_run_side_by_side_on_the_sessions_shared_threads(paraformer_dir, make_paraformer, zh_clips,
+                                                               monkeypatch):
     import threading
 
     backend = make_paraformer(paraformer_dir, engine="onnx", threads=2)
-    assert backend.onnx_encoder.threads == 1 and backend.item_workers == 2
+    assert backend.onnx.encoder.threads == 2 and backend.item_workers == 2
     seen = []
-    run = backend.onnx_encoder.session.run
+    run = backend.onnx.encoder.session.run
 
     def record(*args, **kwargs):
         seen.append(threading.get_ident())
         return run(*args, **kwargs)
 
-    monkeypatch.setattr(backend.onnx_encoder.session, "run", record, raising=False)
+    monkeypatch.setattr(backend.onnx.encoder.session, "run", record, raising=False)
     clips = list(zh_clips.values())
     got = backend.recognise(clips)
-    assert len(seen) == len(clips) and len(set(seen)) == 2  # each item alone, on two threads
+    assert len(seen) == len(clips) and len(set(seen)) == 2  # each item alone, two at a time
     alone = [backend.recognise([c])[0] for c in clips]
     assert [r.tokens for r in got] == [r.tokens for r in alone]

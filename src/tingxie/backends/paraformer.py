@@ -92,12 +92,12 @@ class ParaformerBackend:
         self.asr: FunasrModel = load_funasr_model(self.model_path, self.device,
                                                   overrides={"frontend_conf": {"dither": 0.0}})
         self.precision = Precision(self.compute_type, self.device)
-        self.onnx_encoder = self._load_onnx_encoder(model.paraformer.engine)
-        self.engine = "onnx" if self.onnx_encoder is not None else "torch"
-        self.execution = f"{self.engine} encoder"  # part of the memory profile's key
-        # with the ONNX encoder the torch encoder never runs: int8 quantizes the decoder alone
+        self.onnx = self._load_onnx(model.paraformer.engine)
+        self.engine = "onnx" if self.onnx is not None else "torch"
+        self.execution = f"{self.engine} encoder and decoder"  # part of the memory profile's key
+        # torch's encoder and decoder never run beside ONNX Runtime's: nothing of them to quantize
         self.precision.prepare(self.asr.model, self.asr.checkpoint,
-                               parts=("decoder",) if self.onnx_encoder is not None else ("encoder", "decoder"))
+                               parts=() if self.onnx is not None else ("encoder", "decoder"))
         self._timestamp_lstm = pack_timestamp_lstm(getattr(self.asr.model, "predictor", None))
         release_freed_memory()
         # True: padded encoder frames are zeroed, so a segment's result does not depend on its
@@ -130,12 +130,12 @@ class ParaformerBackend:
         """Punctuation over the whole recording's text, fed with word pieces; None without a model."""
         return self.punctuator.stream() if self.punctuator is not None else None
 
-    def _load_onnx_encoder(self, engine: str):
-        """The encoder through ONNX Runtime (funasr_support.onnx_encoder), or None for torch's.
+    def _load_onnx(self, engine: str):
+        """The encoder and decoder through ONNX Runtime (funasr_support.onnx_parts), or None for torch's.
 
-        auto picks it for float32 and int8 on a CPU (bfloat16 stays in torch: ONNX Runtime has
-        no bf16 kernels for x86); a failed export then warns and keeps torch. --engine onnx
-        asks for it and fails with the reason.
+        auto picks them for float32 and int8 on a CPU (bfloat16 stays in torch: ONNX Runtime
+        has no bf16 kernels for x86); a failed export then warns and keeps torch. --engine onnx
+        asks for them and fails with the reason.
         """
         if engine == "torch":
             return None
@@ -144,17 +144,17 @@ class ParaformerBackend:
             if engine == "onnx":
                 raise OptionError(f"--engine onnx runs float32 or int8 on a CPU, not {self.compute_type} on {self.device}")
             return None
-        from ..funasr_support.onnx_encoder import OnnxEncoder
-        from ..funasr_support.onnx_export import ExportError, exported_encoder
+        from ..funasr_support import onnx_export
+        from ..funasr_support.onnx_parts import OnnxParts
 
         try:
-            path = exported_encoder(self.model_path, self.asr.checkpoint, int8=self.compute_type == "int8")
-        except (ExportError, ImportError, OSError) as error:
+            paths = onnx_export.exported_parts(self.model_path, self.asr.checkpoint, int8=self.compute_type == "int8")
+        except (onnx_export.ExportError, ImportError, OSError) as error:
             if engine == "onnx":
-                raise ExportError(str(error)) from error
-            log.warning("running the encoder in torch: %s", error)
+                raise onnx_export.ExportError(str(error)) from error
+            log.warning("running the encoder and decoder in torch: %s", error)
             return None
-        return OnnxEncoder(path)
+        return OnnxParts.load(paths, self.threads)
 
     def _set_threads(self) -> None:
         if torch.get_num_threads() != self.threads:
@@ -240,8 +240,8 @@ class ParaformerBackend:
 
     def encode(self, samples: Sequence, *, reduced: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         speech, lengths = self.features(samples)
-        if self.onnx_encoder is not None:
-            return self.onnx_encoder(speech, lengths)
+        if self.onnx is not None:
+            return self.onnx.encoder(speech, lengths)
         with self.precision.reduced(reduced):
             encoder_out, encoder_lens = self.asr.model.encode(speech, lengths)
         if isinstance(encoder_out, tuple):
@@ -256,10 +256,11 @@ class ParaformerBackend:
         is the rest of the model: the timestamp head's BLSTM and the decoder run one step of
         small products per frame or token, which a batch turns into larger ones. With
         item_workers > 1, items whose lengths balance run side by side, each on one thread (the
-        precision's autocast is entered inside encode, so in each worker).
+        precision's autocast is entered inside encode, so in each worker); through ONNX Runtime
+        all items run side by side on the session's shared threads.
         """
         outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced), samples,
-                                self.item_workers, cost=len, shared_threads=self.onnx_encoder is None)
+                                self.item_workers, cost=len, shared_threads=self.onnx is None)
         lens = torch.cat([n for _, n in outs])
         longest = int(lens.max())
         stacked = outs[0][0].new_zeros(len(outs), longest, outs[0][0].size(-1))
@@ -299,8 +300,11 @@ class ParaformerBackend:
         token_num = token_num.round().long()
         if int(token_num.max()) < 1:
             return [Recognised() for _ in samples]
-        with self.precision.reduced(reduced):
-            decoder_out, _ = model.cal_decoder_with_predictor(encoder_out, encoder_lens, embeds, token_num)
+        if self.onnx is not None:
+            decoder_out = self.onnx.decoder(encoder_out, encoder_lens, embeds, token_num)
+        else:
+            with self.precision.reduced(reduced):
+                decoder_out, _ = model.cal_decoder_with_predictor(encoder_out, encoder_lens, embeds, token_num)
         decoder_out = decoder_out.float()
         if reduced and self.precision.guarded and has_nan(decoder_out):
             return None

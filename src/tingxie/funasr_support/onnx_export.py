@@ -1,19 +1,22 @@
-"""Export a FunASR model's encoder to ONNX with FunASR's own export classes, once, in a child.
+"""Export a FunASR model's encoder and decoder to ONNX with FunASR's own export classes, once, in a child.
 
 FunASR's export (funasr.utils.export_utils) wraps each part of a model in the class its
-registry names "<part>Export" (SANMEncoderExport for Paraformer's encoder) and hands it to
-torch.onnx.export; its int8 model is onnxruntime's dynamic quantization of the MatMuls. tingxie
-does the same for the encoder alone, the part it runs through ONNX Runtime, and keeps the rest
-of the model in torch. Two choices differ from FunASR's export, both measured:
+registry names "<part>Export" (SANMEncoderExport and ParaformerSANMDecoderExport for
+Paraformer) and hands it to torch.onnx.export; its int8 model is onnxruntime's dynamic
+quantization of the MatMuls, leaving out nodes named "output" (the vocabulary projection) as
+FunASR does. tingxie exports the encoder and the decoder, the parts it runs through ONNX
+Runtime, each as its own graph, and keeps the CIF predictor and timestamp head in torch (they
+run per item's own length; see funasr_support.timestamp_head). Two choices differ from FunASR's
+export, both measured:
 * the TorchScript exporter (dynamo=False): torch >= 2.9 defaults to the dynamo exporter, which
   needs onnxscript and does not trace these modules;
 * int8 weights signed (QInt8): onnxruntime's u8 x s8 kernels (VNNI, AMX) ran Paraformer-large's
   encoder 3.3x faster here than FunASR's u8 x u8 choice, at the same error.
 
 Exporting reads every weight and builds a graph beside them, so it runs in a child process:
-the transcribing process never holds that memory. The result is checked against the torch
-encoder (fp32: relative error under 1e-4) before it is written, and cached under
-TINGXIE_CACHE_DIR/onnx by the checkpoint's identity and the library versions.
+the transcribing process never holds that memory. Each graph is checked against torch's part
+(fp32: relative error under 1e-4) before it is written, and cached under TINGXIE_CACHE_DIR/onnx
+by the checkpoint's identity and the library versions.
 
     python -m tingxie.funasr_support.onnx_export MODEL_DIR OUT_DIR [--int8]
 """
@@ -34,12 +37,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 from ..errors import TingxieError
 
-EXPORT_VERSION = 1  # bump when the exported graph changes
-FP32_FILE = "encoder.onnx"
-INT8_FILE = "encoder.int8.onnx"
-MAX_FP32_ERROR = 1e-4  # the exported fp32 encoder against torch's, relative (measured ~1e-7)
+EXPORT_VERSION = 2  # bump when the exported graphs change
+PARTS = ("encoder", "decoder")
+MAX_FP32_ERROR = 1e-4  # an exported fp32 part against torch's, relative (measured ~1e-7)
+
+
+def part_file(part: str, int8: bool) -> str:
+    return f"{part}.int8.onnx" if int8 else f"{part}.onnx"
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,6 @@ class ExportError(TingxieError):
 def export_dir(model_dir: Path, checkpoint: Path) -> Path:
     """The cache folder of a model's exported encoder: one per checkpoint and library versions."""
     import onnxruntime
-    import torch
 
     from ..models import cache_dir
 
@@ -62,31 +69,32 @@ def export_dir(model_dir: Path, checkpoint: Path) -> Path:
     return cache_dir() / "onnx" / f"{Path(model_dir).name}-{digest}"
 
 
-def exported_encoder(model_dir: Path, checkpoint: Path, *, int8: bool) -> Path:
-    """The path of the model's exported encoder (int8 or fp32), exporting it first if needed."""
+def exported_parts(model_dir: Path, checkpoint: Path, *, int8: bool) -> dict[str, Path]:
+    """The paths of the model's exported encoder and decoder (int8 or fp32), exporting first if needed."""
     folder = export_dir(model_dir, checkpoint)
-    target = folder / (INT8_FILE if int8 else FP32_FILE)
-    if target.is_file():
-        return target
+    targets = {part: folder / part_file(part, int8) for part in PARTS}
+    if all(path.is_file() for path in targets.values()):
+        return targets
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        if (folder / FP32_FILE).is_file():  # the fp32 export is where int8 starts
-            shutil.copy2(folder / FP32_FILE, staging / FP32_FILE)
+        for part in PARTS:  # the fp32 export is where int8 starts
+            if (folder / part_file(part, False)).is_file():
+                shutil.copy2(folder / part_file(part, False), staging / part_file(part, False))
         command = [sys.executable, "-m", __name__, str(model_dir), str(staging)] + (["--int8"] if int8 else [])
-        log.info("exporting %s's encoder to ONNX (once; cached in %s)", model_dir, folder)
+        log.info("exporting %s's encoder and decoder to ONNX (once; cached in %s)", model_dir, folder)
         done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-            raise ExportError(f"exporting the encoder of {model_dir} to ONNX failed: "
+            raise ExportError(f"exporting the encoder and decoder of {model_dir} to ONNX failed: "
                               f"{lines[-1] if lines else 'exit status ' + str(done.returncode)}")
         folder.mkdir(exist_ok=True)
-        for name in (FP32_FILE, INT8_FILE):
-            if (staging / name).is_file() and not (folder / name).is_file():
-                os.replace(staging / name, folder / name)  # atomic: a reader sees all or nothing
+        for path in staging.iterdir():
+            if not (folder / path.name).is_file():
+                os.replace(path, folder / path.name)  # atomic: a reader sees all of a file or none
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return targets
 
 
 def _funasr_version() -> str:
@@ -100,75 +108,106 @@ def _funasr_version() -> str:
 
 # --- the child ---------------------------------------------------------------------------------
 
-def _export_fp32(model_dir: Path, out: Path) -> None:
-    import torch
-
+def _export_fp32(model_dir: Path, out_dir: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         from funasr.register import tables
 
     from .loading import load_funasr_model
 
     asr = load_funasr_model(model_dir, "cpu")
-    name = asr.kwargs.get("encoder")
-    export_class = tables.encoder_classes.get(f"{name}Export") if name else None
-    if export_class is None:
-        raise ExportError(f"FunASR has no ONNX export class for the encoder {name!r}")
     feats = int(asr.kwargs.get("input_size") or 560)
-    # the export class swaps the encoder's layers for export ones in place: wrap a copy, so the
-    # model's own encoder stays what the check below compares with
-    wrapper = export_class(copy.deepcopy(asr.model.encoder), onnx=True).eval()
-    speech = torch.randn(2, 30, feats)
-    lengths = torch.tensor([6, 30], dtype=torch.int32)  # FunASR's own dummy: one padded item
-    with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(
-            wrapper, (speech, lengths), str(out), dynamo=False, opset_version=14, do_constant_folding=True,
-            input_names=["speech", "speech_lengths"], output_names=["encoder_out", "encoder_out_lens"],
-            dynamic_axes={"speech": {0: "batch", 1: "frames"}, "speech_lengths": {0: "batch"},
-                          "encoder_out": {0: "batch", 1: "frames"}, "encoder_out_lens": {0: "batch"}},
-        )
-    _check_against_torch(asr.model, out, feats)
+    width = int(asr.model.encoder.output_size())
+    for part, table, dummy, inputs, outputs in (
+        ("encoder", tables.encoder_classes,
+         (torch.randn(2, 30, feats), torch.tensor([6, 30], dtype=torch.int32)),  # FunASR's own dummy
+         ["speech", "speech_lengths"], ["encoder_out", "encoder_out_lens"]),
+        ("decoder", tables.decoder_classes,
+         (torch.randn(2, 30, width), torch.tensor([6, 30], dtype=torch.int32),
+          torch.randn(2, 10, width), torch.tensor([5, 10], dtype=torch.int32)),
+         ["encoder_out", "encoder_out_lens", "acoustic_embeds", "token_num"], ["logits", "token_num_out"]),
+    ):
+        name = asr.kwargs.get(part)
+        export_class = table.get(f"{name}Export") if name else None
+        if export_class is None:
+            raise ExportError(f"FunASR has no ONNX export class for the {part} {name!r}")
+        # the export class swaps the part's layers for export ones in place: wrap a copy, so the
+        # model's own part stays what the check below compares with
+        wrapper = export_class(copy.deepcopy(getattr(asr.model, part)), onnx=True).eval()
+        if part == "decoder":
+            wrapper = _DecoderLogits(wrapper)
+        axes = {"speech": {0: "batch", 1: "frames"}, "encoder_out": {0: "batch", 1: "frames"},
+                "acoustic_embeds": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}}
+        axes.update({n: {0: "batch"} for n in inputs + outputs if "len" in n or n.startswith("token_num")})
+        path = out_dir / part_file(part, False)
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(wrapper, dummy, str(path), dynamo=False, opset_version=14, do_constant_folding=True,
+                              input_names=inputs, output_names=outputs,
+                              dynamic_axes={n: a for n, a in axes.items() if n in inputs + outputs})
+        _check_against_torch(part, getattr(asr.model, part), path, feats, width)
 
 
-def _check_against_torch(model, path: Path, feats: int) -> None:
+class _DecoderLogits(torch.nn.Module):
+    """FunASR's decoder export class with its output layer applied here: traced as it is, torch
+    2.13's TorchScript exporter leaves that layer (held by the class twice) out of the graph,
+    which then returns the hidden state."""
+
+    def __init__(self, export: torch.nn.Module):
+        super().__init__()
+        self.export = export
+
+    def forward(self, encoder_out, encoder_out_lens, acoustic_embeds, token_num):
+        hidden, lengths = self.export(encoder_out, encoder_out_lens, acoustic_embeds, token_num, return_hidden=True)
+        return self.export.output_layer(hidden), lengths
+
+
+def _check_against_torch(part: str, module, path: Path, feats: int, width: int) -> None:
     import numpy as np
-    import torch
+    import onnxruntime as ort
 
-    from .onnx_encoder import OnnxEncoder
-
-    session = OnnxEncoder(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
     generator = torch.Generator().manual_seed(0)
     for frames in (7, 173):  # shapes other than the traced one
-        speech = torch.randn(1, frames, feats, generator=generator)
-        lengths = torch.tensor([frames], dtype=torch.int32)
+        n = torch.tensor([frames], dtype=torch.int32)
+        if part == "encoder":
+            inputs = (torch.randn(1, frames, feats, generator=generator), n)
+        else:
+            tokens = max(1, frames // 4)
+            inputs = (torch.randn(1, frames, width, generator=generator), n,
+                      torch.randn(1, tokens, width, generator=generator), torch.tensor([tokens], dtype=torch.int32))
         with torch.inference_mode():
-            expected = model.encode(speech, lengths)[0]
-        got, _ = session(speech, lengths)
-        error = float(np.linalg.norm((got - expected).numpy()) / max(np.linalg.norm(expected.numpy()), 1e-12))
+            expected = module(*inputs)[0].numpy()
+        got = session.run(None, {name: value.numpy() for name, value in zip(names, inputs)})[0]
+        error = float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12))
         if not error < MAX_FP32_ERROR:
-            raise ExportError(f"the exported encoder differs from torch's: relative error {error:.2e} at {frames} frames")
+            raise ExportError(f"the exported {part} differs from torch's: relative error {error:.2e} at {frames} frames")
 
 
 def _quantize_int8(fp32: Path, out: Path) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a line per node
+    # as FunASR: the vocabulary projection ("output") and the FSMN biases stay fp32
+    keep = [n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node
+            if "output" in n.name or "bias_encoder" in n.name or "bias_decoder" in n.name]
     quantize_dynamic(model_input=str(fp32), model_output=str(out), op_types_to_quantize=["MatMul"],
-                     per_channel=True, reduce_range=False, weight_type=QuantType.QInt8)
+                     per_channel=True, reduce_range=False, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="export a FunASR model's encoder to ONNX")
+    parser = argparse.ArgumentParser(description="export a FunASR model's encoder and decoder to ONNX")
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--int8", action="store_true", help="also write the int8 (dynamic quantization) model")
     args = parser.parse_args(argv)
-    fp32 = args.out_dir / FP32_FILE
     try:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        if not fp32.is_file():
-            _export_fp32(args.model_dir, fp32)
+        if not all((args.out_dir / part_file(part, False)).is_file() for part in PARTS):
+            _export_fp32(args.model_dir, args.out_dir)
         if args.int8:
-            _quantize_int8(fp32, args.out_dir / INT8_FILE)
+            for part in PARTS:
+                _quantize_int8(args.out_dir / part_file(part, False), args.out_dir / part_file(part, True))
     except Exception as error:  # noqa: BLE001 - the parent reports the last line
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -72,8 +72,8 @@ def map_side_by_side(fn: Callable[[Item], Result], items: Sequence[Item], worker
     """[fn(item) for item in items]: the costliest ones on up to `workers` threads of one intra-op
     thread each (longest first), where plan_side_by_side expects that to be faster; the others
     one after another on the caller's threads. With one worker, the plain loop. shared_threads
-    False: fn runs on one thread whoever calls it (a single-threaded ONNX Runtime session), so
-    every item runs side by side.
+    False: fn's work runs on a thread pool of its own that concurrent calls share (an ONNX
+    Runtime session), so every item runs side by side and none waits for a free core.
     """
     order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
     if shared_threads:
