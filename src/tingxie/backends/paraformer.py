@@ -154,7 +154,7 @@ class ParaformerBackend:
                 raise onnx_export.ExportError(str(error)) from error
             log.warning("running the encoder and decoder in torch: %s", error)
             return None
-        return OnnxParts.load(paths, self.threads)
+        return OnnxParts.load(paths, self.threads, int8=self.compute_type == "int8")
 
     def _set_threads(self) -> None:
         if torch.get_num_threads() != self.threads:
@@ -238,10 +238,11 @@ class ParaformerBackend:
         speech, lengths = extract_fbank(audio, data_type="sound", frontend=frontend)
         return speech.to(self.device), lengths.to(self.device)
 
-    def encode(self, samples: Sequence, *, reduced: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, samples: Sequence, *, reduced: bool = True,
+               side_by_side: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         speech, lengths = self.features(samples)
         if self.onnx is not None:
-            return self.onnx.encoder(speech, lengths)
+            return self.onnx.encoder(speech, lengths, side_by_side=side_by_side)
         with self.precision.reduced(reduced):
             encoder_out, encoder_lens = self.asr.model.encode(speech, lengths)
         if isinstance(encoder_out, tuple):
@@ -259,7 +260,7 @@ class ParaformerBackend:
         precision's autocast is entered inside encode, so in each worker); through ONNX Runtime
         all items run side by side on the session's shared threads.
         """
-        outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced), samples,
+        outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced, side_by_side=True), samples,
                                 self.item_workers, cost=len, shared_threads=self.onnx is None)
         lens = torch.cat([n for _, n in outs])
         longest = int(lens.max())

@@ -3,11 +3,15 @@
 On this CPU (2 cores, AVX512-VNNI, AMX) ONNX Runtime ran Paraformer-large's encoder on a 15 s
 segment in 0.69 s on one thread against torch's 0.92 s (fp32, same output to 1e-7), and its
 int8 model (s8 weights) in 0.19 s against torch's dynamic int8 0.43 s, at half torch's error
-(docs/benchmarks.md). Each session has all the backend's threads and is called from several
-threads at once: a batch's items go through the encoder side by side (each item alone, as
-FunASR runs them), sharing the session's threads; a batch of one item still gets every thread
-(a single-threaded session ran budget-limited plans, mostly one-item batches, 1.45x slower).
-The decoder runs a whole padded batch (its masks keep items apart).
+(docs/benchmarks.md). A batch's items go through the encoder side by side, each alone (as
+FunASR runs them). Sessions are safe to call from several threads at once:
+* fp32: one session on all threads, shared by the items side by side. A single-threaded session
+  ran budget-limited plans (mostly one-item batches) 1.45x slower, and a second copy of the
+  weights (0.6 GiB) does not fit the budgets fp32 is run under.
+* int8: a single-threaded session for items side by side (0.089 s an item against 0.12 on a
+  shared two-thread session, 15 s items) and one on all threads for a batch of one item; the
+  second copy costs about 0.25 GiB.
+The decoder runs a whole padded batch (its masks keep items apart) on all threads.
 """
 
 from __future__ import annotations
@@ -42,13 +46,17 @@ def _array(tensor: torch.Tensor, dtype) -> np.ndarray:
 class OnnxEncoder:
     """Like the torch encoder on features: (speech, lengths) -> (encoder_out, lengths)."""
 
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, path: Path, threads: int = 1, *, single_thread_copy: bool = False):
         self.path, self.threads = Path(path), threads
         self.session = _session(path, threads)
+        # what items running side by side call: a single-threaded copy, or the shared session
+        self.side_by_side_session = _session(path, 1) if single_thread_copy and threads > 1 else self.session
 
-    def __call__(self, speech: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, out_lengths = self.session.run(None, {"speech": _array(speech, np.float32),
-                                                   "speech_lengths": _array(lengths, np.int32)})
+    def __call__(self, speech: torch.Tensor, lengths: torch.Tensor, *,
+                 side_by_side: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        session = self.side_by_side_session if side_by_side else self.session
+        out, out_lengths = session.run(None, {"speech": _array(speech, np.float32),
+                                              "speech_lengths": _array(lengths, np.int32)})
         return torch.from_numpy(out), torch.from_numpy(out_lengths).long()
 
 
@@ -72,5 +80,5 @@ class OnnxParts:
     decoder: OnnxDecoder
 
     @classmethod
-    def load(cls, paths: dict[str, Path], threads: int) -> "OnnxParts":
-        return cls(OnnxEncoder(paths["encoder"], threads), OnnxDecoder(paths["decoder"], threads))
+    def load(cls, paths: dict[str, Path], threads: int, *, int8: bool) -> "OnnxParts":
+        return cls(OnnxEncoder(paths["encoder"], threads, single_thread_copy=int8), OnnxDecoder(paths["decoder"], threads))

@@ -35,10 +35,17 @@ def pack_timestamp_lstm(predictor) -> PackedLSTM | None:
     holder, name = predictor, "blstm"
     current = getattr(predictor, "blstm", None)
     inner = getattr(current, "lstm", None)
-    if not isinstance(current, torch.nn.LSTM) and isinstance(inner, torch.nn.LSTM):
+    if not _is_lstm(current) and _is_lstm(inner):
         holder, name, current = current, "lstm", inner  # the precision's ReducedLSTM
-    if not isinstance(current, torch.nn.LSTM) or not current.batch_first:
+    if not _is_lstm(current) or not current.batch_first:
         return None
     packed = PackedLSTM(current)
     setattr(holder, name, packed)
     return packed
+
+
+def _is_lstm(module) -> bool:
+    """torch's LSTM, or its int8 dynamically quantized form (which takes packed sequences too)."""
+    from torch.ao.nn.quantized.dynamic import LSTM as QuantizedLSTM
+
+    return isinstance(module, (torch.nn.LSTM, QuantizedLSTM))
