@@ -112,21 +112,21 @@ def test_onnx_engine_refuses_what_it_cannot_run(paraformer_dir, make_paraformer)
         assert make_paraformer(paraformer_dir, compute_type="bfloat16", engine="auto").engine == "torch"
 
 
-def test_items_run_side_by_side_on_the_sessions_shared_threads(paraformer_dir, make_paraformer, zh_clips,
-                                                               monkeypatch):
+def test_how_a_batchs_items_meet_the_encoder_sessions(paraformer_dir, make_paraformer, zh_clips, monkeypatch):
+    """fp32: one session on both threads, items one after another on the caller's thread; int8:
+    items side by side on a single-threaded copy, a batch of one on the two-thread session."""
     import threading
 
-    """fp32: one session on both threads, which items side by side share; int8: a single-threaded
-    copy for items side by side, the two-thread session for a batch of one."""
     clips = list(zh_clips.values())
     for compute_type in ("float32", "int8"):
         backend = make_paraformer(paraformer_dir, engine="onnx", threads=2, compute_type=compute_type)
         encoder = backend.onnx.encoder
         assert encoder.threads == 2 and backend.item_workers == 2
-        assert (encoder.side_by_side_session is encoder.session) == (compute_type == "float32")
-        seen = {"side by side": [], "alone": []}
-        for name, session in (("side by side", encoder.side_by_side_session), ("alone", encoder.session)):
-            if name == "alone" and session is encoder.side_by_side_session:
+        assert (encoder.side_by_side_session is None) == (compute_type == "float32")
+        seen = {"copy": [], "all threads": []}
+        sessions = {"all threads": encoder.session, "copy": encoder.side_by_side_session}
+        for name, session in sessions.items():
+            if session is None:
                 continue
 
             def record(*args, _run=session.run, _name=name, **kwargs):
@@ -135,13 +135,13 @@ def test_items_run_side_by_side_on_the_sessions_shared_threads(paraformer_dir, m
 
             monkeypatch.setattr(session, "run", record, raising=False)
         got = backend.recognise(clips)
-        side_by_side = seen["side by side"]
-        assert len(side_by_side) == len(clips) and len(set(side_by_side)) == 2  # each item alone, two at a time
         alone = [backend.recognise([c])[0] for c in clips]
         if compute_type == "float32":
+            assert seen["all threads"] == [threading.get_ident()] * (2 * len(clips))
             assert [r.tokens for r in got] == [r.tokens for r in alone]
         else:
-            assert len(seen["alone"]) == len(clips)  # a batch of one item: the session on all threads
+            assert len(seen["copy"]) == len(clips) and len(set(seen["copy"])) == 2  # two at a time
+            assert len(seen["all threads"]) == len(clips)  # each batch of one
             # int8 quantizes activations per tensor, batch-wide in the decoder: a near tie may move
             same = sum(a == b for x, y in zip(got, alone) for a, b in zip(x.tokens, y.tokens))
             assert same >= 0.9 * sum(len(r.tokens) for r in alone)

@@ -258,10 +258,13 @@ class ParaformerBackend:
         small products per frame or token, which a batch turns into larger ones. With
         item_workers > 1, items whose lengths balance run side by side, each on one thread (the
         precision's autocast is entered inside encode, so in each worker); through ONNX Runtime
-        all items run side by side on the session's shared threads.
+        see funasr_support.onnx_parts.
         """
+        workers = self.item_workers
+        if self.onnx is not None and self.onnx.encoder.side_by_side_session is None:
+            workers = 1  # fp32 ONNX: one session on all threads, items one after another
         outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced, side_by_side=True), samples,
-                                self.item_workers, cost=len, shared_threads=self.onnx is None)
+                                workers, cost=len, shared_threads=self.onnx is None)
         lens = torch.cat([n for _, n in outs])
         longest = int(lens.max())
         stacked = outs[0][0].new_zeros(len(outs), longest, outs[0][0].size(-1))

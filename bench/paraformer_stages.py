@@ -1,0 +1,106 @@
+"""Where one tingxie Paraformer run spends its time, stage by stage, and its peak RSS.
+
+    .venv/bin/python bench/paraformer_stages.py --compute-type float32 --engine auto [--memory-budget 1.8GiB]
+
+Uses bench_paraformer.py's work folder (the random Paraformer-large, the Silero spans of
+zh_long, the exported ONNX graphs and the memory profile cache: run that benchmark once first).
+One process: the backend is loaded, the cached memory profile read, and the recording's segments
+run through Transcriber.transcribe_segments with timers around the backend's stages. Stages run
+in worker threads (items side by side) add their threads' time, so they can sum past the wall
+time; the wall times are `recognise`, `encode_items` and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = Path(os.environ.get("TMPDIR", "/tmp")) / "tingxie-bench-paraformer"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--audio", type=Path, default=ROOT.parent / "shared" / "audio" / "long" / "zh_long.flac")
+    p.add_argument("--work", type=Path, default=WORK)
+    p.add_argument("--compute-type", default="float32")
+    p.add_argument("--engine", default="auto", choices=("auto", "onnx", "torch"))
+    p.add_argument("--memory-budget", default=None)
+    p.add_argument("--max-batch-size", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def vm_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return int(status.read().split(f"{field}:")[1].split()[0])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
+    from tingxie.audio import decode_audio
+    from tingxie.backends.paraformer import ParaformerBackend
+    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.memory_planning import MemoryPlanner
+    from tingxie.options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
+    from tingxie.pipeline import Transcriber
+    from tingxie.segments import AudioSegment
+
+    model_dir = args.work / "paraformer-large-random"
+    spans_path = args.work / f"spans-{args.audio.stem}-all.json"
+    if not spans_path.is_file():
+        sys.exit(f"no {spans_path}: run bench/bench_paraformer.py once first")
+    spans = json.loads(spans_path.read_text())["spans_ms"]
+    audio = decode_audio(str(args.audio))
+    segments = [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans)]
+    options = TranscribeOptions(
+        model=ModelOptions(name=str(model_dir), device="cpu", compute_type=args.compute_type,
+                           paraformer=ParaformerOptions(punctuate=False, engine=args.engine)),
+        batch=BatchOptions(memory_budget=args.memory_budget, max_batch_size=args.max_batch_size))
+    backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
+    loaded_kib = vm_kib("VmRSS")
+
+    seconds: collections.Counter = collections.Counter()
+
+    def timed(owner, name: str, label: str) -> None:
+        method = getattr(owner, name)
+
+        def wrapper(*a, **k):
+            started = time.perf_counter()
+            try:
+                return method(*a, **k)
+            finally:
+                seconds[label] += time.perf_counter() - started
+
+        setattr(owner, name, wrapper)
+
+    model = backend.asr.model
+    for owner, name, label in ((backend, "recognise", "recognise (wall)"), (backend, "encode_items", "encode_items (wall)"),
+                               (backend, "encode", "encode (thread time)"), (backend, "features", "fbank (thread time)"),
+                               (model, "calc_predictor", "CIF predictor + timestamp head"),
+                               (model, "cal_decoder_with_predictor", "decoder (torch)"),
+                               (backend, "_decode_item", "post-processing")):
+        timed(owner, name, label)
+    if backend.onnx is not None:
+        timed(backend.onnx, "decoder", "decoder (ONNX Runtime)")
+    memory = MemoryPlanner.profiled(backend, options)
+    seconds.clear()
+    transcriber = Transcriber(options, backend=backend, memory=memory)
+    started = time.perf_counter()
+    transcript = transcriber.transcribe_segments(segments, total_s=len(audio) / 16000)
+    total = time.perf_counter() - started
+    print(f"{args.compute_type}, engine {backend.engine}: {total:.1f} s = {len(audio) / 16000 / total:.1f}x real time, "
+          f"{transcript.stats.batches} batches; RSS after load {loaded_kib / 2**20:.2f} GiB, "
+          f"peak {vm_kib('VmHWM') / 2**20:.2f} GiB")
+    for label, value in seconds.most_common():
+        print(f"  {label}: {value:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
