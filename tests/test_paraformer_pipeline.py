@@ -100,6 +100,10 @@ def test_cli_switches_build_paraformer_options():
         ParaformerOptions(vad_model="fsmn-vad", punc_model="ct-punc-c")
     with pytest.raises(OptionError, match="--no-punc"):
         parse("--no-punc", "--punc-model", "ct-punc")
+    assert parse().engine == "auto"
+    assert parse("--engine", "torch") == ParaformerOptions(engine="torch")
+    with pytest.raises(SystemExit):  # argparse: not a choice
+        parse("--engine", "tensorrt")
 
 
 def test_cli_offline_model_error_is_one_line(empty_caches, capsys):

@@ -82,7 +82,9 @@ def exported_parts(model_dir: Path, checkpoint: Path, *, int8: bool) -> dict[str
             if (folder / part_file(part, False)).is_file():
                 shutil.copy2(folder / part_file(part, False), staging / part_file(part, False))
         command = [sys.executable, "-m", __name__, str(model_dir), str(staging)] + (["--int8"] if int8 else [])
-        log.info("exporting %s's encoder and decoder to ONNX (once; cached in %s)", model_dir, folder)
+        # a warning, so the command line (which shows warnings only) says why it pauses
+        log.warning("first use of %s: exporting its encoder and decoder to ONNX Runtime (once, about a minute "
+                    "for Paraformer-large; cached in %s)", model_dir, folder)
         done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
