@@ -46,18 +46,19 @@ PARTS = ("encoder", "decoder")
 MAX_FP32_ERROR = 1e-4  # an exported fp32 part against torch's, relative (measured ~1e-7)
 
 
-def part_file(part: str, int8: bool) -> str:
-    return f"{part}.int8.onnx" if int8 else f"{part}.onnx"
-
 log = logging.getLogger(__name__)
 
 
+def part_file(part: str, int8: bool) -> str:
+    return f"{part}.int8.onnx" if int8 else f"{part}.onnx"
+
+
 class ExportError(TingxieError):
-    """The encoder could not be exported or did not match torch's."""
+    """A part could not be exported, or its graph did not match torch's."""
 
 
 def export_dir(model_dir: Path, checkpoint: Path) -> Path:
-    """The cache folder of a model's exported encoder: one per checkpoint and library versions."""
+    """The cache folder of a model's exported parts: one per checkpoint and library versions."""
     import onnxruntime
 
     from ..models import cache_dir

@@ -54,7 +54,7 @@ class OnnxEncoder:
 
     def __call__(self, speech: torch.Tensor, lengths: torch.Tensor, *,
                  side_by_side: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        session = self.side_by_side_session if side_by_side and self.side_by_side_session else self.session
+        session = self.side_by_side_session if side_by_side and self.side_by_side_session is not None else self.session
         out, out_lengths = session.run(None, {"speech": _array(speech, np.float32),
                                               "speech_lengths": _array(lengths, np.int32)})
         return torch.from_numpy(out), torch.from_numpy(out_lengths).long()
