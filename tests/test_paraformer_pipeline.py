@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
@@ -129,6 +131,11 @@ def test_punctuation_switches(paraformer_dir, punc_dir, zh_clips, make_paraforme
     assert all(PUNCTUATION.search(p.text) for p in result.pieces[:-1])
     assert [p.start for p in result.pieces] == sorted(p.start for p in result.pieces)
     assert (result.pieces[0].start, result.pieces[-1].end) == (words.pieces[0].start, words.pieces[-1].end)
+    # a one-word segment is punctuated on its own too: CT-punc closes a Chinese text with a mark
+    one_word = dataclasses.replace(words, pieces=words.pieces[:1])
+    [closed] = with_punc.segment_text(one_word).pieces
+    assert closed.text.startswith(words.pieces[0].text) and closed.text[-1] in "。？"
+    assert (closed.start, closed.end) == (words.pieces[0].start, words.pieces[0].end)
     plain = make_paraformer(paraformer_dir, punctuate=False)
     [unpunctuated] = plain.transcribe_batch([segment])
     assert [p.text for p in unpunctuated.pieces] == [p.text for p in words.pieces]

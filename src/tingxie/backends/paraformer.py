@@ -206,10 +206,12 @@ class ParaformerBackend:
         punctuated at once (the server interleaves recordings; no punctuation model): its word
         pieces punctuated and cut into sentences, or joined into one piece."""
         pieces = result.pieces
-        if len(pieces) <= 1:
+        if not pieces:
             return result
-        if self.punctuator is not None:
+        if self.punctuator is not None:  # a one-word segment too: CT-punc ends its text with a mark
             return dataclasses.replace(result, pieces=tuple(self.punctuator.sentences([result])))
+        if len(pieces) == 1:
+            return result
         return dataclasses.replace(result, pieces=(
             TextSegment(pieces[0].start, pieces[-1].end, join_texts(p.text for p in pieces)),))
 
