@@ -93,8 +93,6 @@ class ParaformerBackend:
                                                   overrides={"frontend_conf": {"dither": 0.0}})
         self.precision = Precision(self.compute_type, self.device)
         self.onnx = self._load_onnx(model.paraformer.engine)
-        self.engine = "onnx" if self.onnx is not None else "torch"
-        self.execution = f"{self.engine} encoder and decoder"  # part of the memory profile's key
         # torch's encoder and decoder never run beside ONNX Runtime's: nothing of them to quantize
         self.precision.prepare(self.asr.model, self.asr.checkpoint,
                                parts=() if self.onnx is not None else ("encoder", "decoder"))
@@ -113,6 +111,15 @@ class ParaformerBackend:
         self.item_workers = self.threads if self.device == "cpu" else 1
         self.punctuator = self._load_punctuator() if punctuator is True else (punctuator or None)
         self._fsmn = None
+
+    @property
+    def engine(self) -> str:
+        return "onnx" if self.onnx is not None else "torch"
+
+    @property
+    def execution(self) -> str:
+        """What runs the model, part of the memory profile's key."""
+        return f"{self.engine} encoder and decoder"
 
     # --- what runs around the model in FunASR's pipeline -----------------------------------
     def speech_detector(self):
@@ -266,7 +273,7 @@ class ParaformerBackend:
         if self.onnx is not None and self.onnx.encoder.side_by_side_session is None:
             workers = 1  # fp32 ONNX: one session on all threads, items one after another
         outs = map_side_by_side(lambda item: self.encode([item], reduced=reduced, side_by_side=True), samples,
-                                workers, cost=len, shared_threads=self.onnx is None)
+                                workers, cost=len, plan=self.onnx is None)
         lens = torch.cat([n for _, n in outs])
         longest = int(lens.max())
         stacked = outs[0][0].new_zeros(len(outs), longest, outs[0][0].size(-1))

@@ -64,7 +64,7 @@ class OnnxDecoder:
     """Like Paraformer.cal_decoder_with_predictor: token log-probabilities for a padded batch."""
 
     def __init__(self, path: Path, threads: int = 1):
-        self.path, self.threads = Path(path), threads
+        self.path = Path(path)
         self.session = _session(path, threads)
 
     def __call__(self, encoder_out, encoder_lens, embeds, token_num) -> torch.Tensor:

@@ -68,15 +68,15 @@ def plan_side_by_side(costs: Sequence[float], workers: int) -> int:
 
 
 def map_side_by_side(fn: Callable[[Item], Result], items: Sequence[Item], workers: int,
-                     cost: Callable[[Item], float], *, shared_threads: bool = True) -> list[Result]:
+                     cost: Callable[[Item], float], *, plan: bool = True) -> list[Result]:
     """[fn(item) for item in items]: the costliest ones on up to `workers` threads of one intra-op
     thread each (longest first), where plan_side_by_side expects that to be faster; the others
-    one after another on the caller's threads. With one worker, the plain loop. shared_threads
-    False: fn's work runs on a thread pool of its own that concurrent calls share (an ONNX
-    Runtime session), so every item runs side by side and none waits for a free core.
+    one after another on the caller's threads. With one worker, the plain loop. plan False:
+    every item side by side, for an fn that runs on one thread whatever the caller has (a
+    single-threaded ONNX Runtime session), where no item would run faster on all threads.
     """
     order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
-    if shared_threads:
+    if plan:
         n = plan_side_by_side([cost(item) for item in items], workers)
     else:
         n = len(items) if workers > 1 and len(items) > 1 else 0
