@@ -79,10 +79,9 @@ def exported_parts(model_dir: Path, checkpoint: Path, *, int8: bool) -> dict[str
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        for part in PARTS:  # the fp32 export is where int8 starts
-            if (folder / part_file(part, False)).is_file():
-                shutil.copy2(folder / part_file(part, False), staging / part_file(part, False))
-        command = [sys.executable, "-m", __name__, str(model_dir), str(staging)] + (["--int8"] if int8 else [])
+        command = [sys.executable, "-m", __name__, str(model_dir), str(staging)]
+        if int8:  # quantized from the fp32 graphs, made now or found in the cache
+            command += ["--int8"] + (["--fp32-from", str(folder)] if _has_fp32(folder) else [])
         # a warning, so the command line (which shows warnings only) says why it pauses
         log.warning("first use of %s: exporting its encoder and decoder to ONNX Runtime (once, about a minute "
                     "for Paraformer-large; cached in %s)", model_dir, folder)
@@ -100,6 +99,10 @@ def exported_parts(model_dir: Path, checkpoint: Path, *, int8: bool) -> dict[str
     return targets
 
 
+def _has_fp32(folder: Path) -> bool:
+    return all((folder / part_file(part, False)).is_file() for part in PARTS)
+
+
 def _funasr_version() -> str:
     try:
         from importlib.metadata import version
@@ -111,6 +114,27 @@ def _funasr_version() -> str:
 
 # --- the child ---------------------------------------------------------------------------------
 
+# what each part's graph takes and gives; the axes that vary between calls
+INPUTS = {"encoder": ["speech", "speech_lengths"],
+          "decoder": ["encoder_out", "encoder_out_lens", "acoustic_embeds", "token_num"]}
+OUTPUTS = {"encoder": ["encoder_out", "encoder_out_lens"], "decoder": ["logits", "token_num_out"]}
+AXES = {"speech": {0: "batch", 1: "frames"}, "speech_lengths": {0: "batch"},
+        "encoder_out": {0: "batch", 1: "frames"}, "encoder_out_lens": {0: "batch"},
+        "acoustic_embeds": {0: "batch", 1: "tokens"}, "token_num": {0: "batch"},
+        "logits": {0: "batch", 1: "tokens"}, "token_num_out": {0: "batch"}}
+
+
+def _inputs(part: str, frames: list[int], feats: int, width: int, generator=None) -> tuple[torch.Tensor, ...]:
+    """Random inputs for a part: a padded batch of items of these encoder frame counts (the
+    decoder gets a quarter as many tokens as frames)."""
+    lengths = torch.tensor(frames, dtype=torch.int32)
+    if part == "encoder":
+        return torch.randn(len(frames), max(frames), feats, generator=generator), lengths
+    tokens = torch.tensor([max(1, n // 4) for n in frames], dtype=torch.int32)
+    return (torch.randn(len(frames), max(frames), width, generator=generator), lengths,
+            torch.randn(len(frames), int(tokens.max()), width, generator=generator), tokens)
+
+
 def _export_fp32(model_dir: Path, out_dir: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         from funasr.register import tables
@@ -120,15 +144,7 @@ def _export_fp32(model_dir: Path, out_dir: Path) -> None:
     asr = load_funasr_model(model_dir, "cpu")
     feats = int(asr.kwargs.get("input_size") or 560)
     width = int(asr.model.encoder.output_size())
-    for part, table, dummy, inputs, outputs in (
-        ("encoder", tables.encoder_classes,
-         (torch.randn(2, 30, feats), torch.tensor([6, 30], dtype=torch.int32)),  # FunASR's own dummy
-         ["speech", "speech_lengths"], ["encoder_out", "encoder_out_lens"]),
-        ("decoder", tables.decoder_classes,
-         (torch.randn(2, 30, width), torch.tensor([6, 30], dtype=torch.int32),
-          torch.randn(2, 10, width), torch.tensor([5, 10], dtype=torch.int32)),
-         ["encoder_out", "encoder_out_lens", "acoustic_embeds", "token_num"], ["logits", "token_num_out"]),
-    ):
+    for part, table in (("encoder", tables.encoder_classes), ("decoder", tables.decoder_classes)):
         name = asr.kwargs.get(part)
         export_class = table.get(f"{name}Export") if name else None
         if export_class is None:
@@ -138,14 +154,13 @@ def _export_fp32(model_dir: Path, out_dir: Path) -> None:
         wrapper = export_class(copy.deepcopy(getattr(asr.model, part)), onnx=True).eval()
         if part == "decoder":
             wrapper = _DecoderLogits(wrapper)
-        axes = {"speech": {0: "batch", 1: "frames"}, "encoder_out": {0: "batch", 1: "frames"},
-                "acoustic_embeds": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}}
-        axes.update({n: {0: "batch"} for n in inputs + outputs if "len" in n or n.startswith("token_num")})
         path = out_dir / part_file(part, False)
+        names = INPUTS[part] + OUTPUTS[part]
         with torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(wrapper, dummy, str(path), dynamo=False, opset_version=14, do_constant_folding=True,
-                              input_names=inputs, output_names=outputs,
-                              dynamic_axes={n: a for n, a in axes.items() if n in inputs + outputs})
+            torch.onnx.export(wrapper, _inputs(part, [6, 30], feats, width),  # like FunASR's dummy: one padded item
+                              str(path), dynamo=False, opset_version=14, do_constant_folding=True,
+                              input_names=INPUTS[part], output_names=OUTPUTS[part],
+                              dynamic_axes={n: AXES[n] for n in names})
         _check_against_torch(part, getattr(asr.model, part), path, feats, width)
 
 
@@ -168,19 +183,12 @@ def _check_against_torch(part: str, module, path: Path, feats: int, width: int) 
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
     generator = torch.Generator().manual_seed(0)
     for frames in (7, 173):  # shapes other than the traced one
-        n = torch.tensor([frames], dtype=torch.int32)
-        if part == "encoder":
-            inputs = (torch.randn(1, frames, feats, generator=generator), n)
-        else:
-            tokens = max(1, frames // 4)
-            inputs = (torch.randn(1, frames, width, generator=generator), n,
-                      torch.randn(1, tokens, width, generator=generator), torch.tensor([tokens], dtype=torch.int32))
+        inputs = _inputs(part, [frames], feats, width, generator)
         with torch.inference_mode():
             expected = module(*inputs)[0].numpy()
-        got = session.run(None, {name: value.numpy() for name, value in zip(names, inputs)})[0]
+        got = session.run(None, {name: value.numpy() for name, value in zip(INPUTS[part], inputs)})[0]
         error = float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12))
         if not error < MAX_FP32_ERROR:
             raise ExportError(f"the exported {part} differs from torch's: relative error {error:.2e} at {frames} frames")
@@ -203,14 +211,16 @@ def main(argv=None) -> int:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--int8", action="store_true", help="also write the int8 (dynamic quantization) model")
+    parser.add_argument("--fp32-from", type=Path, default=None, help="quantize the fp32 graphs found here")
     args = parser.parse_args(argv)
     try:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        if not all((args.out_dir / part_file(part, False)).is_file() for part in PARTS):
-            _export_fp32(args.model_dir, args.out_dir)
+        fp32_dir = args.fp32_from if args.fp32_from and _has_fp32(args.fp32_from) else args.out_dir
+        if not _has_fp32(fp32_dir):
+            _export_fp32(args.model_dir, fp32_dir)
         if args.int8:
             for part in PARTS:
-                _quantize_int8(args.out_dir / part_file(part, False), args.out_dir / part_file(part, True))
+                _quantize_int8(fp32_dir / part_file(part, False), args.out_dir / part_file(part, True))
     except Exception as error:  # noqa: BLE001 - the parent reports the last line
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1
