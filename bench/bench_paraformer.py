@@ -149,23 +149,36 @@ def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
             "segments": len(spans_ms), "batches": len(spans_ms)}
 
 
+def spans_to_segments(audio, spans_ms: list[list[int]]) -> list:
+    from tingxie.segments import AudioSegment
+
+    return [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans_ms)]
+
+
+def tingxie_options(model_dir: Path, compute_type: str, engine: str, *, threads: int = 0,
+                    max_batch_size: int | None = None, memory_budget: str | None = None):
+    """The options tingxie runs the benchmark's model with (no punctuation, as FunASR's side)."""
+    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
+
+    return TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
+                                                threads=threads,
+                                                paraformer=ParaformerOptions(punctuate=False, engine=engine)),
+                             batch=BatchOptions(max_batch_size=max_batch_size, memory_budget=memory_budget))
+
+
 def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type: str, engine: str) -> dict:
     from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.funasr_support.options import ParaformerOptions
     from tingxie.memory_planning import MemoryPlanner
-    from tingxie.options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
+    from tingxie.options import DecodeOptions
     from tingxie.pipeline import Transcriber
-    from tingxie.segments import AudioSegment
 
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
     audio = load_audio(args)
-    segments = [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans_ms)]
+    segments = spans_to_segments(audio, spans_ms)
     started = time.perf_counter()
-    options = TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
-                                                   threads=args.threads,
-                                                   paraformer=ParaformerOptions(punctuate=False, engine=engine)),
-                                batch=BatchOptions(max_batch_size=args.max_batch_size or BatchOptions.max_batch_size,
-                                                   memory_budget=args.memory_budget))
+    options = tingxie_options(model_dir, compute_type, engine, threads=args.threads,
+                              max_batch_size=args.max_batch_size, memory_budget=args.memory_budget)
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
     if args.child == SEQUENTIAL:
         backend.item_workers = 1
@@ -183,16 +196,14 @@ def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type
 def child_errors(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
     """Relative error of each engine's and precision's encoder output against torch fp32, on real speech."""
     from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.funasr_support.options import ParaformerOptions
     from tingxie.funasr_support.precision import cpu_has_bf16, encoder_relative_error
-    from tingxie.options import DecodeOptions, ModelOptions
+    from tingxie.options import DecodeOptions
 
     audio = load_audio(args)
     segments = [audio[a * 16: b * 16] for a, b in spans_ms[:12]]
 
     def backend(compute_type, engine):
-        opts = ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type, threads=args.threads,
-                            paraformer=ParaformerOptions(punctuate=False, engine=engine))
+        opts = tingxie_options(model_dir, compute_type, engine, threads=args.threads).model
         return ParaformerBackend(model_dir, "paraformer-large-random", opts, DecodeOptions())
 
     reference = backend("float32", "torch")

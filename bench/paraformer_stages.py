@@ -35,35 +35,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def vm_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        return int(status.read().split(f"{field}:")[1].split()[0])
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
+    from bench_paraformer import spans_to_segments, tingxie_options  # beside this file
+
     from tingxie.audio import decode_audio
     from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.funasr_support.options import ParaformerOptions
     from tingxie.memory_planning import MemoryPlanner
-    from tingxie.options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
+    from tingxie.options import DecodeOptions
     from tingxie.pipeline import Transcriber
-    from tingxie.segments import AudioSegment
+    from tingxie.resources import current_rss_bytes, peak_rss_bytes
 
     model_dir = args.work / "paraformer-large-random"
     spans_path = args.work / f"spans-{args.audio.stem}-all.json"
     if not spans_path.is_file():
         sys.exit(f"no {spans_path}: run bench/bench_paraformer.py once first")
-    spans = json.loads(spans_path.read_text())["spans_ms"]
     audio = decode_audio(str(args.audio))
-    segments = [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans)]
-    options = TranscribeOptions(
-        model=ModelOptions(name=str(model_dir), device="cpu", compute_type=args.compute_type,
-                           paraformer=ParaformerOptions(punctuate=False, engine=args.engine)),
-        batch=BatchOptions(memory_budget=args.memory_budget, max_batch_size=args.max_batch_size))
+    segments = spans_to_segments(audio, json.loads(spans_path.read_text())["spans_ms"])
+    options = tingxie_options(model_dir, args.compute_type, args.engine, max_batch_size=args.max_batch_size,
+                              memory_budget=args.memory_budget)
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
-    loaded_kib = vm_kib("VmRSS")
+    loaded_bytes = current_rss_bytes()
 
     seconds: collections.Counter = collections.Counter()
 
@@ -95,8 +88,8 @@ def main(argv=None) -> int:
     transcript = transcriber.transcribe_segments(segments, total_s=len(audio) / 16000)
     total = time.perf_counter() - started
     print(f"{args.compute_type}, engine {backend.engine}: {total:.1f} s = {len(audio) / 16000 / total:.1f}x real time, "
-          f"{transcript.stats.batches} batches; RSS after load {loaded_kib / 2**20:.2f} GiB, "
-          f"peak {vm_kib('VmHWM') / 2**20:.2f} GiB")
+          f"{transcript.stats.batches} batches; RSS after load {loaded_bytes / 2**30:.2f} GiB, "
+          f"peak {peak_rss_bytes() / 2**30:.2f} GiB")
     for label, value in seconds.most_common():
         print(f"  {label}: {value:.1f} s")
     return 0
