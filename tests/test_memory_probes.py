@@ -139,6 +139,9 @@ class FakeTorchCuda:
     def _log(self, *call):
         self.calls.append(call)
 
+    def init(self):
+        self._log("init")
+
     def empty_cache(self):
         self._log("empty_cache")
         self.reserved = self.allocated
@@ -173,6 +176,7 @@ def test_torch_probe_resets_reads_the_peak_and_counts_the_cache_as_available():
     assert isinstance(probe, MemoryProbe) and probe.device == "cuda:1"
     with probe.measure() as measured:
         cuda.run_batch(4000)
+    assert cuda.calls[0] == ("init",)  # statistics exist only after CUDA is initialised
     assert ("empty_cache",) in cuda.calls and ("reset_peak_memory_stats", 1) in cuda.calls
     assert ("max_memory_reserved", 1) in cuda.calls
     assert measured.before_bytes == 1000 and measured.peak_bytes == 5000 and measured.added_bytes == 4000
@@ -181,6 +185,20 @@ def test_torch_probe_resets_reads_the_peak_and_counts_the_cache_as_available():
     assert ("mem_get_info", 1) in cuda.calls
     probe.reset_peak()
     assert probe.peak_bytes() == 1000
+
+
+def test_between_batches_torch_cache_goes_back_to_the_device():
+    """MemoryPlanner.after_batch on a GPU empties torch's cache, as the profile does before
+    each measured batch: the next batch then peaks where the profile said it would."""
+    from tingxie.memory_planning import MemoryPlanner
+    from tingxie.planner import MemoryModel
+
+    cuda = FakeTorchCuda()
+    planner = MemoryPlanner(MemoryModel(0.0, 1.0, 0.0), TorchCudaProbe("cuda", SimpleNamespace(cuda=cuda)), 50_000)
+    cuda.run_batch(4000)
+    assert cuda.reserved == 5000
+    planner.after_batch()
+    assert cuda.calls[-1] == ("empty_cache",) and cuda.reserved == cuda.allocated
 
 
 class FakeNvml:

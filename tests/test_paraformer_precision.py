@@ -85,6 +85,31 @@ def test_out_of_memory_splits_the_batch_and_loses_nothing(paraformer, zh_clips, 
     assert [r.tokens for r in results] == [tuple(r.tokens) for r in paraformer.recognise(clips)]
 
 
+def test_out_of_memory_releases_the_failed_batch(paraformer, zh_clips, monkeypatch):
+    """The BackendOutOfMemory the executor holds while it retries keeps none of the failed
+    batch's tensors alive (through the original error's frames): on a GPU they held its memory
+    and every smaller retry ran out too."""
+    import weakref
+
+    from tingxie.backends.base import BackendOutOfMemory
+
+    model = paraformer.asr.model
+    held = []
+
+    def out_of_memory(encoder_out, *args, **kwargs):
+        working = torch.empty(1024, 1024)  # what a batch allocates before it runs out
+        held.append(weakref.ref(working))
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(model, "cal_decoder_with_predictor", out_of_memory)
+    clips = list(zh_clips.values())[:2]
+    batch = [AudioSegment(i, 10.0 * i, 10.0 * i + len(s) / 16000, s) for i, s in enumerate(clips)]
+    with pytest.raises(BackendOutOfMemory) as caught:
+        paraformer.transcribe_batch(batch)
+    assert "out of memory" in str(caught.value) and caught.value.__cause__ is not None
+    assert held and held[0]() is None
+
+
 def test_memory_profile_fits_the_backend(paraformer):
     from tingxie.memory.probes import CpuProbe
     from tingxie.memory.profile import fit_profile, profile_backend

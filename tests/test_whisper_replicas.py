@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from tingxie.audio import decode_audio
-from tingxie.backends import whisper
+from tingxie.backends.base import BackendOutOfMemory
 from tingxie.backends.whisper import WhisperBackend, cpu_replicas
 from tingxie.models import resolve_model
 from tingxie.options import DecodeOptions, ModelOptions
@@ -66,7 +66,7 @@ def test_an_out_of_memory_in_one_window_fails_the_batch_with_nothing_left_runnin
         return []
 
     monkeypatch.setattr(WhisperBackend, "_transcribe", fail_first)
-    with pytest.raises(whisper.BackendOutOfMemory):
+    with pytest.raises(BackendOutOfMemory):
         backend.transcribe_batch(batch)
     running_after = set(started) - set(finished) - {0}
     assert not running_after  # every window that had started was waited for

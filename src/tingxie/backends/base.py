@@ -7,12 +7,13 @@ about it: Whisper pads every item to a fixed 30 s window; Paraformer takes varia
 
 from __future__ import annotations
 
+import traceback
 from typing import Protocol, Sequence, runtime_checkable
 
 from ..segments import AudioSegment, SegmentResult
 from ..shapes import InputShape, ShapeRule
 
-__all__ = ["Backend", "BackendOutOfMemory", "InputShape", "ShapeRule", "is_out_of_memory"]
+__all__ = ["Backend", "BackendOutOfMemory", "InputShape", "ShapeRule", "is_out_of_memory", "out_of_memory"]
 
 # How the engines word a failed allocation: CUDA and torch ("out of memory", "can't allocate
 # memory"), C++ new inside CTranslate2 ("bad_alloc"), Windows ("not enough memory").
@@ -21,6 +22,18 @@ _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "bad_alloc", "not en
 
 class BackendOutOfMemory(Exception):
     """Raised by a backend when a batch did not fit; the executor splits the batch and retries."""
+
+
+def out_of_memory(error: BaseException) -> BackendOutOfMemory:
+    """The BackendOutOfMemory for an engine's out-of-memory error, raised `from` it.
+
+    The failed batch's frames are cleared first: the error's traceback holds them, their
+    locals hold the batch's tensors, and the executor keeps the error while it retries the
+    halves. On a GPU the failed batch's memory then stayed in use and every smaller retry ran
+    out too, down to a single segment that fitted alone (seen on an H100, tests/test_cuda.py).
+    """
+    traceback.clear_frames(error.__traceback__)
+    return BackendOutOfMemory(str(error))
 
 
 def is_out_of_memory(error: BaseException) -> bool:

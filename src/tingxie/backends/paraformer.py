@@ -30,7 +30,6 @@ try:
     # funasr prints a notice about ffmpeg on standard output when imported; tingxie's standard
     # output is the transcript, so the notice is dropped.
     with contextlib.redirect_stdout(io.StringIO()):
-        from funasr.models.bicif_paraformer.cif_predictor import cif_wo_hidden
         from funasr.models.transformer.utils.nets_utils import make_pad_mask
         from funasr.utils.load_utils import extract_fbank, load_audio_text_image_video
         from funasr.utils.postprocess_utils import sentence_postprocess
@@ -41,6 +40,7 @@ except ImportError as _error:  # the default install has no torch
     ) from _error
 
 from .. import SAMPLE_RATE
+from ..funasr_support.fire import fires, timestamp_inputs
 from ..funasr_support.loading import FunasrModel, load_funasr_model
 from ..memory.cpu import release_freed_memory
 from ..funasr_support.precision import Precision, has_nan, resolve_compute_type, resolve_device
@@ -52,7 +52,7 @@ from ..options import DecodeOptions, ModelOptions
 from ..resources import usable_cpus
 from ..segments import AudioSegment, SegmentResult, TextSegment, join_texts
 from ..shapes import InputShape, ShapeRule
-from .base import BackendOutOfMemory, is_out_of_memory
+from .base import is_out_of_memory, out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,7 @@ class ParaformerBackend:
             recognised = self.recognise([item.samples for item in batch])
         except (RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
-                if self.device.startswith("cuda"):
-                    torch.cuda.empty_cache()
-                raise BackendOutOfMemory(str(error)) from error
+                raise out_of_memory(error) from error
             raise
         return [
             SegmentResult(item.index, self._pieces(item, rec), language=self._decode.language,
@@ -327,6 +325,7 @@ class ParaformerBackend:
                 us_alphas, us_peaks = self._upsampled_timestamps(head_logits[-1], encoder_out, encoder_lens, token_num)
             else:  # a predictor that does not run its timestamp head in forward
                 _, _, us_alphas, us_peaks = model.calc_predictor_timestamp(encoder_out, encoder_lens, token_num)
+                us_alphas, us_peaks = us_alphas.float().cpu(), us_peaks.float().cpu()
         return [
             self._decode_item(decoder_out[i, : token_num[i]], int(encoder_lens[i]),
                               None if us_alphas is None else (us_alphas[i], us_peaks[i]))
@@ -334,7 +333,9 @@ class ParaformerBackend:
         ]
 
     def _upsampled_timestamps(self, logits, encoder_out, encoder_lens, token_num):
-        """CifPredictorV3.get_upsample_timestamp from its head's output, computed in forward."""
+        """CifPredictorV3.get_upsample_timestamp from its head's output, computed in forward.
+        On the CPU: the fire loop and the per-item timestamp steps after it are frame by frame
+        (funasr_support.fire)."""
         p = self.asr.model.predictor
         mask = (~make_pad_mask(encoder_lens, maxlen=encoder_out.size(1))[:, None, :]).to(encoder_out.device)
         alphas2 = torch.sigmoid(logits)
@@ -342,7 +343,8 @@ class ParaformerBackend:
         mask2 = mask.repeat(1, p.upsample_times, 1).transpose(-1, -2).reshape(alphas2.shape[0], -1)
         alphas2 = (alphas2 * mask2.unsqueeze(-1)).squeeze(-1)
         alphas2 *= (token_num / alphas2.sum(-1))[:, None].repeat(1, alphas2.size(1))
-        return alphas2, cif_wo_hidden(alphas2, p.threshold - 1e-4)
+        alphas2 = alphas2.float().cpu()
+        return alphas2, fires(alphas2, p.threshold - 1e-4)
 
     def _decode_item(self, am_scores, encoder_len: int, upsampled) -> Recognised:
         model, tokenizer = self.asr.model, self.asr.tokenizer
@@ -353,9 +355,9 @@ class ParaformerBackend:
         if upsampled is None:
             _, words = sentence_postprocess(tokens)
             return Recognised(ids, list(words), [])
-        alphas, peaks = upsampled
-        _, stamps = ts_prediction_lfr6_standard(alphas[: encoder_len * UPSAMPLE], peaks[: encoder_len * UPSAMPLE],
-                                                copy.copy(tokens), vad_offset=0)
+        alphas, peaks = timestamp_inputs(upsampled[0][: encoder_len * UPSAMPLE],
+                                         upsampled[1][: encoder_len * UPSAMPLE], tokens)
+        _, stamps = ts_prediction_lfr6_standard(alphas, peaks, copy.copy(tokens), vad_offset=0)
         _, stamps, words = sentence_postprocess(tokens, stamps)
         times = [(s / 1000, e / 1000) for s, e in stamps] if len(stamps) == len(words) else []
         return Recognised(ids, list(words), times)

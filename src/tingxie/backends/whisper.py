@@ -32,7 +32,7 @@ from ..options import DecodeOptions, ModelOptions
 from ..resources import usable_cpus
 from ..segments import AudioSegment, SegmentResult, TextSegment
 from ..shapes import InputShape, ShapeRule
-from .base import BackendOutOfMemory, is_out_of_memory
+from .base import is_out_of_memory, out_of_memory
 from .whisper_timing import align_words, cues
 
 WINDOW_S = 30.0
@@ -113,7 +113,7 @@ class WhisperBackend:
             return self._window_by_window(batch)
         except (RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
-                raise BackendOutOfMemory(str(error)) from error
+                raise out_of_memory(error) from error
             raise
 
     def _window_by_window(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:

@@ -38,9 +38,16 @@ class TorchCudaProbe:
         self.device = device
         self._cuda = torch.cuda
         self._index = cuda_index(device)
+        # the allocator's statistics exist only once CUDA is initialised: before that,
+        # reset_peak_memory_stats fails with "Invalid device argument" (seen on an H100)
+        self._cuda.init()
+
+    def release_cache(self) -> None:
+        """Hand the allocator's cached free blocks back to the device."""
+        self._cuda.empty_cache()
 
     def reset_peak(self) -> None:
-        self._cuda.empty_cache()
+        self.release_cache()
         self._cuda.reset_peak_memory_stats(self._index)
 
     def peak_bytes(self) -> int:
