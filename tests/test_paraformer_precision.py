@@ -26,7 +26,8 @@ LIMITS = {"int8": 0.08, "bfloat16": 0.03}
 
 def test_compute_type_choices():
     assert resolve_compute_type("default", "cpu") == "float32"
-    assert resolve_compute_type("auto", "cuda") == "float16"
+    assert resolve_compute_type("auto", "cuda") == "float32"  # fp16 measured slower on a GPU
+    assert resolve_compute_type("float16", "cuda") == "float16"
     assert resolve_compute_type("int8_float32", "cpu") == "int8"
     for bad, device in (("float16", "cpu"), ("int8", "cuda"), ("int8_float16", "cpu")):
         with pytest.raises(OptionError):

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-timestamps", action="store_true",
                      help="one text piece per speech window (implied when only txt is written)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    run.add_argument("--compute-type", default="default", help="default (int8 on CPU, float16 on CUDA), int8, float16, ...")
+    run.add_argument("--compute-type", default="default", help="default (Whisper: int8 on CPU, float16 on CUDA; Paraformer: float32), int8, float16, ...")
     run.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)")
     run.add_argument("--replicas", type=int, default=0,
                      help="Whisper on a CPU: model copies side by side, each taking a batch's windows one at a time "
