@@ -159,3 +159,40 @@ def test_weights_are_memory_mapped_not_copied(paraformer, paraformer_dir):
     with open("/proc/self/maps") as maps:
         assert str(paraformer_dir / "model.pt") in maps.read()
     assert paraformer.shape == InputShape(ShapeRule.VARIABLE, 60.0)
+
+
+def test_funasr_imported_without_what_only_its_other_models_use(paraformer, paraformer_dir, zh_clips, tmp_path):
+    """A fresh process that imports tingxie's backend first leaves scikit-learn, numba and
+    transformers out of FunASR's import (funasr_support.importing), and its tokens equal this
+    process's, where FunASR was imported whole; the libraries stay importable after."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    clips = list(zh_clips.values())[:3]
+    paths = []
+    for i, clip in enumerate(clips):
+        paths.append(str(tmp_path / f"clip{i}.npy"))
+        np.save(paths[-1], clip)
+    script = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from tingxie.backends.paraformer import ParaformerBackend\n"
+        "from conftest_paraformer import make_backend\n"
+        "left = [name for name in ('sklearn', 'numba', 'transformers') if name in sys.modules]\n"
+        f"backend = make_backend(__import__('pathlib').Path({str(paraformer_dir)!r}))\n"
+        f"tokens = [r.tokens for r in backend.recognise([np.load(p) for p in {paths!r}])]\n"
+        "import sklearn, transformers  # noqa: F401 (still importable)\n"
+        "print(json.dumps({'left_in': left, 'tokens': tokens}))\n"
+    )
+    env = dict(os.environ, TINGXIE_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["left_in"] == []
+    assert out["tokens"] == [list(r.tokens) for r in paraformer.recognise(clips)]

@@ -25,7 +25,7 @@ from tingxie.funasr_support.precision import encoder_relative_error  # noqa: E40
 def test_auto_runs_onnx_encoder_and_decoder_on_cpu_for_float32_and_int8(paraformer_dir, make_paraformer):
     for compute_type in ("float32", "int8"):
         backend = make_paraformer(paraformer_dir, compute_type=compute_type, engine="auto")
-        assert backend.engine == "onnx" and backend.execution == "onnx encoder and decoder"
+        assert backend.engine == "onnx" and backend.execution == "onnx encoder, decoder item by item"
         int8 = compute_type == "int8"
         assert backend.onnx.encoder.path.name == part_file("encoder", int8)
         assert backend.onnx.decoder.path.name == part_file("decoder", int8)
@@ -146,3 +146,24 @@ def test_how_a_batchs_items_meet_the_encoder_sessions(paraformer_dir, make_paraf
             # int8 quantizes activations per tensor, batch-wide in the decoder: a near tie may move
             same = sum(a == b for x, y in zip(got, alone) for a, b in zip(x.tokens, y.tokens))
             assert same >= 0.9 * sum(len(r.tokens) for r in alone)
+
+
+def test_the_onnx_decoder_runs_each_item_on_its_own_frames_and_tokens(onnx_paraformer, zh_clips, monkeypatch):
+    """Item by item, each with only its own encoder frames and token count: no padded batch of
+    logits (batch x longest x vocabulary, the run's memory peak when it was batched)."""
+    session = onnx_paraformer.onnx.decoder.session
+    shapes = []
+
+    def record(outputs, feeds, _run=session.run):
+        shapes.append((feeds["encoder_out"].shape[:2], int(feeds["encoder_out_lens"][0]),
+                       feeds["acoustic_embeds"].shape[:2], int(feeds["token_num"][0])))
+        return _run(outputs, feeds)
+
+    monkeypatch.setattr(session, "run", record, raising=False)
+    clips = list(zh_clips.values())
+    got = onnx_paraformer.recognise(clips)
+    assert len(shapes) == len(clips)
+    for (frames_shape, frames, tokens_shape, tokens), rec in zip(shapes, got):
+        assert frames_shape == (1, frames) and tokens_shape == (1, tokens)
+        assert tokens >= len(rec.tokens) > 0
+    assert len({frames for _, frames, _, _ in shapes}) > 1  # the clips differ in length

@@ -13,10 +13,8 @@ and finished with the same arithmetic, so timestamps are equal and the head runs
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +25,13 @@ from ..errors import OptionError, TingxieError
 try:
     import torch
 
-    # funasr prints a notice about ffmpeg on standard output when imported; tingxie's standard
-    # output is the transcript, so the notice is dropped.
-    with contextlib.redirect_stdout(io.StringIO()):
-        from funasr.models.transformer.utils.nets_utils import make_pad_mask
-        from funasr.utils.load_utils import extract_fbank, load_audio_text_image_video
-        from funasr.utils.postprocess_utils import sentence_postprocess
-        from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+    from ..funasr_support.importing import import_funasr
+
+    import_funasr()  # first, without the libraries only FunASR's other models use
+    from funasr.models.transformer.utils.nets_utils import make_pad_mask
+    from funasr.utils.load_utils import extract_fbank, load_audio_text_image_video
+    from funasr.utils.postprocess_utils import sentence_postprocess
+    from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
 except ImportError as _error:  # the default install has no torch
     raise TingxieError(
         f"Paraformer models need the funasr extra (torch and FunASR): pip install 'tingxie[funasr]' ({_error})"
@@ -119,7 +117,7 @@ class ParaformerBackend:
     @property
     def execution(self) -> str:
         """What runs the model, part of the memory profile's key."""
-        return f"{self.engine} encoder and decoder"
+        return "onnx encoder, decoder item by item" if self.onnx is not None else "torch encoder and decoder"
 
     # --- what runs around the model in FunASR's pipeline -----------------------------------
     def speech_detector(self):
@@ -312,13 +310,14 @@ class ParaformerBackend:
         if int(token_num.max()) < 1:
             return [Recognised() for _ in samples]
         if self.onnx is not None:
-            decoder_out = self.onnx.decoder(encoder_out, encoder_lens, embeds, token_num)
+            scores = self.onnx.decoder(encoder_out, encoder_lens, embeds, token_num)  # item by item
         else:
             with self.precision.reduced(reduced):
                 decoder_out, _ = model.cal_decoder_with_predictor(encoder_out, encoder_lens, embeds, token_num)
-        decoder_out = decoder_out.float()
-        if reduced and self.precision.guarded and has_nan(decoder_out):
-            return None
+            decoder_out = decoder_out.float()
+            if reduced and self.precision.guarded and has_nan(decoder_out):
+                return None
+            scores = [decoder_out[i, : token_num[i]] for i in range(len(samples))]
         us_alphas = us_peaks = None
         if head is not None:
             if head_logits:
@@ -327,7 +326,7 @@ class ParaformerBackend:
                 _, _, us_alphas, us_peaks = model.calc_predictor_timestamp(encoder_out, encoder_lens, token_num)
                 us_alphas, us_peaks = us_alphas.float().cpu(), us_peaks.float().cpu()
         return [
-            self._decode_item(decoder_out[i, : token_num[i]], int(encoder_lens[i]),
+            self._decode_item(scores[i], int(encoder_lens[i]),
                               None if us_alphas is None else (us_alphas[i], us_peaks[i]))
             for i in range(len(samples))
         ]
@@ -348,6 +347,8 @@ class ParaformerBackend:
 
     def _decode_item(self, am_scores, encoder_len: int, upsampled) -> Recognised:
         model, tokenizer = self.asr.model, self.asr.tokenizer
+        if am_scores.size(0) == 0:
+            return Recognised()
         ids = [t for t in am_scores.argmax(dim=-1).tolist() if t not in (model.eos, model.sos, model.blank_id)]
         if tokenizer is None:
             return Recognised(tokens=ids)
