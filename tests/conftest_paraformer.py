@@ -162,6 +162,32 @@ def vad_dir(tmp_path_factory) -> Path:
     return target
 
 
+def funasr_tokens(funasr_model, batch):
+    """Token ids from FunASR's own batched Paraformer inference on a list of arrays."""
+    import torch
+
+    kwargs = dict(funasr_model.kwargs)
+    kwargs.pop("tokenizer", None)
+    with torch.no_grad():
+        results, _ = funasr_model.model.inference(data_in=list(batch), key=[f"k{i}" for i in range(len(batch))],
+                                                  tokenizer=None, **kwargs)
+    return [r["token_int"] for r in results]
+
+
+def reduced_precision_cost(reference, reduced, clips, label: str, record_property) -> tuple[float, float]:
+    """What a reduced precision costs on real speech: the relative error of its encoder output
+    against the reference backend's, and the share of the reference's tokens it keeps."""
+    from tingxie.funasr_support.precision import encoder_relative_error
+
+    error = encoder_relative_error(reference, reduced, clips)
+    record_property(f"{label}_encoder_relative_error", error)
+    print(f"{label}: encoder relative error {error:.2e}")
+    ours = [r.tokens for r in reduced.recognise(clips)]
+    exact = [r.tokens for r in reference.recognise(clips)]
+    same = sum(a == b for x, y in zip(ours, exact) for a, b in zip(x, y))
+    return error, same / sum(len(x) for x in exact)
+
+
 def poison_reduced_encode(monkeypatch, model) -> None:
     """Make the model's encoder put a NaN in its output whenever it runs under CPU autocast
     (reduced precision), as fp16/bf16 overflow does; fp32 reruns stay clean."""

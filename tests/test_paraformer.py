@@ -13,19 +13,10 @@ pytest_plugins = ["conftest_paraformer"]
 import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
 import torch
 
+from conftest_paraformer import funasr_tokens  # noqa: E402
 from tingxie.planner import PlanItem, plan_funasr  # noqa: E402
 from tingxie.segments import AudioSegment  # noqa: E402
 from tingxie.shapes import InputShape, ShapeRule  # noqa: E402
-
-
-def funasr_tokens(funasr_model, batch):
-    """Token ids from FunASR's own batched Paraformer inference on a list of arrays."""
-    kwargs = dict(funasr_model.kwargs)
-    kwargs.pop("tokenizer", None)
-    with torch.no_grad():
-        results, _ = funasr_model.model.inference(data_in=list(batch), key=[f"k{i}" for i in range(len(batch))],
-                                                  tokenizer=None, **kwargs)
-    return [r["token_int"] for r in results]
 
 
 def test_one_segment_at_a_time_equals_funasr_generate(each_engine, funasr_alone, zh_clips):

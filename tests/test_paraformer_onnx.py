@@ -139,13 +139,12 @@ def test_how_a_batchs_items_meet_the_encoder_sessions(paraformer_dir, make_paraf
         alone = [backend.recognise([c])[0] for c in clips]
         if compute_type == "float32":
             assert seen["all threads"] == [threading.get_ident()] * (2 * len(clips))
-            assert [r.tokens for r in got] == [r.tokens for r in alone]
         else:
             assert len(seen["copy"]) == len(clips) and len(set(seen["copy"])) == 2  # two at a time
             assert len(seen["all threads"]) == len(clips)  # each batch of one
-            # int8 quantizes activations per tensor, batch-wide in the decoder: a near tie may move
-            same = sum(a == b for x, y in zip(got, alone) for a, b in zip(x.tokens, y.tokens))
-            assert same >= 0.9 * sum(len(r.tokens) for r in alone)
+        # int8 quantizes activations per tensor; the encoder and the decoder see one item at a
+        # time, so its tokens do not depend on the batch either
+        assert [r.tokens for r in got] == [r.tokens for r in alone]
 
 
 def test_the_onnx_decoder_runs_each_item_on_its_own_frames_and_tokens(onnx_paraformer, zh_clips, monkeypatch):
