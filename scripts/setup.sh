@@ -3,7 +3,8 @@
 #   scripts/setup.sh                  the default install (no torch)
 #   scripts/setup.sh --dev            plus what the tests need
 #   scripts/setup.sh --funasr         plus torch (CPU) and FunASR, for Paraformer models
-#   scripts/setup.sh --dev --funasr   both (what scripts/test.sh installs)
+#   scripts/setup.sh --ray            plus Ray, for tingxie transcribe --ray-workers
+#   scripts/setup.sh --dev --funasr --ray   all three (what scripts/test.sh installs)
 # A second run with the same options and an unchanged pyproject.toml does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,8 @@ for arg in "$@"; do
     case "$arg" in
         --dev) extras+=(dev) ;;
         --funasr) extras+=(funasr) ;;
-        *) echo "usage: scripts/setup.sh [--dev] [--funasr]" >&2; exit 2 ;;
+        --ray) extras+=(ray) ;;
+        *) echo "usage: scripts/setup.sh [--dev] [--funasr] [--ray]" >&2; exit 2 ;;
     esac
 done
 spec="."

@@ -174,6 +174,23 @@ def funasr_tokens(funasr_model, batch):
     return [r["token_int"] for r in results]
 
 
+def assert_funasr_batches_equal(backend, funasr_model, clips, batch_size_s: float = 20) -> None:
+    """With FunASR's batch_size_s grouping and its unmasked padding, the backend's tokens are
+    FunASR's own batched inference's, batch for batch (and there is a batch of several)."""
+    from tingxie.planner import PlanItem, plan_funasr
+
+    plan = plan_funasr([PlanItem(i, len(s) / 16000) for i, s in enumerate(clips)], batch_size_s=batch_size_s,
+                       batch_threshold_s=None, shape=backend.shape)
+    assert max(len(b.item_ids) for b in plan.batches) > 1
+    backend.mask_padding = False
+    try:
+        for planned in plan.batches:
+            batch = [clips[i] for i in planned.item_ids]
+            assert [r.tokens for r in backend.recognise(batch)] == funasr_tokens(funasr_model, batch)
+    finally:
+        backend.mask_padding = True
+
+
 def reduced_precision_cost(reference, reduced, clips, label: str, record_property) -> tuple[float, float]:
     """What a reduced precision costs on real speech: the relative error of its encoder output
     against the reference backend's, and the share of the reference's tokens it keeps."""

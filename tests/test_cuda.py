@@ -14,7 +14,7 @@ import pytest
 pytest_plugins = ["conftest_paraformer"]
 import torch  # noqa: E402
 
-from conftest_paraformer import TEST_THREADS, funasr_tokens, reduced_precision_cost  # noqa: E402
+from conftest_paraformer import TEST_THREADS, assert_funasr_batches_equal, funasr_tokens, reduced_precision_cost  # noqa: E402
 from tingxie.segments import AudioSegment  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -101,19 +101,7 @@ def test_one_at_a_time_equals_funasr_on_the_gpu(gpu, funasr_gpu, zh_clips):
 def test_funasr_batches_equal_funasr_batched_inference_on_the_gpu(gpu, funasr_gpu, zh_clips):
     """FunASR batches on a GPU: with its batch_size_s grouping and unmasked padding, tingxie's
     tokens are FunASR's, batch for batch."""
-    from tingxie.planner import PlanItem, plan_funasr
-
-    clips = list(zh_clips.values())
-    plan = plan_funasr([PlanItem(i, len(s) / 16000) for i, s in enumerate(clips)], batch_size_s=20,
-                       batch_threshold_s=None, shape=gpu.shape)
-    assert max(len(b.item_ids) for b in plan.batches) > 1
-    gpu.mask_padding = False
-    try:
-        for planned in plan.batches:
-            batch = [clips[i] for i in planned.item_ids]
-            assert [r.tokens for r in gpu.recognise(batch)] == funasr_tokens(funasr_gpu, batch)
-    finally:
-        gpu.mask_padding = True
+    assert_funasr_batches_equal(gpu, funasr_gpu, list(zh_clips.values()))
 
 
 def test_padded_gpu_batch_equals_one_at_a_time(gpu, zh_clips):

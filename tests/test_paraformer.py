@@ -13,8 +13,7 @@ pytest_plugins = ["conftest_paraformer"]
 import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
 import torch
 
-from conftest_paraformer import funasr_tokens  # noqa: E402
-from tingxie.planner import PlanItem, plan_funasr  # noqa: E402
+from conftest_paraformer import assert_funasr_batches_equal  # noqa: E402
 from tingxie.segments import AudioSegment  # noqa: E402
 from tingxie.shapes import InputShape, ShapeRule  # noqa: E402
 
@@ -31,17 +30,7 @@ def test_one_segment_at_a_time_equals_funasr_generate(each_engine, funasr_alone,
 
 def test_funasr_batches_equal_funasr_batched_inference(paraformer, funasr_model, zh_clips):
     """With FunASR's batch_size_s grouping and unmasked padding, batch for batch as FunASR."""
-    clips = list(zh_clips.values())
-    items = [PlanItem(i, len(s) / 16000) for i, s in enumerate(clips)]
-    plan = plan_funasr(items, batch_size_s=20, batch_threshold_s=None, shape=paraformer.shape)
-    assert max(len(b.item_ids) for b in plan.batches) > 1
-    paraformer.mask_padding = False
-    try:
-        for planned in plan.batches:
-            batch = [clips[i] for i in planned.item_ids]
-            assert [r.tokens for r in paraformer.recognise(batch)] == funasr_tokens(funasr_model, batch)
-    finally:
-        paraformer.mask_padding = True
+    assert_funasr_batches_equal(paraformer, funasr_model, list(zh_clips.values()))
 
 
 @pytest.fixture(params=["encoder alone (CPU)", "padded encoder batch (GPU)", "ONNX encoder alone (CPU)"])

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--restart", action="store_true", help="ignore the checkpoint of an interrupted run")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     run.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    run.add_argument("--ray-workers", type=int, default=0, metavar="N",
+                     help="spread the inputs over N Ray workers, each with its own model and a 1/N share of the "
+                          "memory budget and CPUs (the ray extra)")
+    run.add_argument("--ray-address", default=None, help="with --ray-workers: join this Ray cluster (default: a local one)")
     add_funasr_arguments(run)
 
     commands.add_parser("models", help="list the embedded models")
@@ -107,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     except OptionError as error:
         print(f"tingxie: error: {error}", file=sys.stderr)
         return 2
+    if args.ray_workers or args.ray_address:
+        from .scaleout import transcribe_on_ray
+
+        try:
+            return transcribe_on_ray(args.inputs, options, formats, Path(args.output_dir), workers=args.ray_workers or 1,
+                                     address=args.ray_address, quiet=args.quiet, restart=args.restart)
+        except TingxieError as error:
+            print(f"tingxie: error: {error}", file=sys.stderr)
+            return 2
     from .transcribe_command import transcribe_inputs
 
     return transcribe_inputs(args.inputs, options, formats, Path(args.output_dir), quiet=args.quiet, debug=args.debug,

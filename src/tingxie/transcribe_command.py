@@ -31,24 +31,30 @@ def transcribe_inputs(inputs: list[str], options: TranscribeOptions, formats: tu
     failures = 0
     for name in inputs:
         try:
-            summary = _transcribe_one(transcriber, name, formats, output_dir, quiet, restart)
-        except TingxieError as error:
-            failures += 1
-            print(f"tingxie: error: {name}: {error}", file=sys.stderr)
-            continue
-        except Exception as error:  # a bug must not stop the other inputs either
-            if debug:
+            text, summary = transcribe_one(transcriber, name, formats, output_dir, quiet, restart)
+        except Exception as error:  # a bad input (or a bug) must not stop the other inputs
+            if debug and not isinstance(error, TingxieError):
                 raise
             failures += 1
-            print(f"tingxie: error: {name}: unexpected {type(error).__name__}: {error} "
-                  "(run with --debug for details)", file=sys.stderr)
+            print(failure_line(name, error), file=sys.stderr)
             continue
+        print(text, flush=True)
         if not quiet:
             print(summary, file=sys.stderr)
     return 1 if failures else 0
 
 
-def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bool, restart: bool) -> str:
+def failure_line(name: str, error: Exception) -> str:
+    """The one line a failed input gets on stderr."""
+    if isinstance(error, TingxieError):
+        return f"tingxie: error: {name}: {error}"
+    return (f"tingxie: error: {name}: unexpected {type(error).__name__}: {error} "
+            "(run with --debug for details)")
+
+
+def transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bool = True,
+                   restart: bool = False) -> tuple[str, str]:
+    """One input through a loaded transcriber, its outputs written: (its text, a summary line)."""
     from_stdin = name == "-"
     if not from_stdin and not os.path.exists(name):
         raise TingxieError("no such file")
@@ -81,8 +87,7 @@ def _transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: bo
         partial.close()
         if checkpoint:
             checkpoint.close(remove=finished)
-    print(transcript.text, flush=True)
     stats = transcript.stats
-    return (f"{name}: {stats.audio_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
+    return transcript.text, (f"{name}: {stats.audio_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
             f"({stats.speed:.1f}x real time, peak RSS {stats.peak_rss_bytes / 2**20:.0f} MiB) -> "
             + ", ".join(str(p) for p in finals.values()))

@@ -15,19 +15,22 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+import threading
 from types import ModuleType
 
 LEFT_OUT = ("sklearn", "numba", "transformers")
 
 
 class _LeaveOut:
-    """A meta-path finder, present only while FunASR's package is first imported."""
+    """A meta-path finder, present only while FunASR's package is first imported, and only for
+    the thread importing it (another thread's imports meanwhile are its own business)."""
 
     def __init__(self, names):
         self.names = frozenset(names)
+        self.thread = threading.get_ident()
 
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in self.names:
+        if name.partition(".")[0] in self.names and threading.get_ident() == self.thread:
             raise ModuleNotFoundError(f"{name} is left out of FunASR's import by tingxie", name=name)
         return None
 
