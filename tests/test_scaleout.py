@@ -58,3 +58,18 @@ def test_two_ray_workers_write_what_one_process_writes(data_dir, tmp_path):
 def test_ray_workers_refuse_standard_input(tmp_path):
     done = _cli("-", "--ray-workers", "2", cwd=tmp_path)
     assert done.returncode == 2 and "standard input" in done.stderr
+
+
+def test_a_model_that_cannot_load_is_one_error_line(data_dir, tmp_path):
+    done = _cli(str(data_dir / "jfk.flac"), "-m", "no-such-model", "--ray-workers", "2", "-o", str(tmp_path),
+                cwd=tmp_path)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("tingxie: error:")]
+    assert errors == [errors[0]] and "unknown model 'no-such-model'" in errors[0]
+    assert "Traceback" not in done.stderr and not list(tmp_path.glob("*.txt"))
+
+
+def test_no_cluster_at_the_address_is_a_clear_error(data_dir, tmp_path):
+    done = _cli(str(data_dir / "jfk.flac"), "--ray-address", "127.0.0.1:1", "-o", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2 and "could not start or join Ray (127.0.0.1:1): nothing answers there" in done.stderr
+    assert "Traceback" not in done.stderr

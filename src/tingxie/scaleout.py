@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import socket
 import sys
 from pathlib import Path
 
@@ -53,7 +55,15 @@ class Worker:
     def __init__(self, options: TranscribeOptions):
         from .pipeline import Transcriber
 
-        self.transcriber = Transcriber(options)
+        self.transcriber, self.error = None, None
+        try:
+            self.transcriber = Transcriber(options)
+        except TingxieError as error:  # a model that cannot load: one line in the parent, not a traceback
+            self.error = str(error)
+
+    def ready(self) -> str | None:
+        """None once the model is loaded, else why it could not be."""
+        return self.error
 
     def transcribe(self, name: str, formats: tuple[str, ...], output_dir: str, restart: bool):
         """(name, text, summary) or (name, None, the failure's line): errors come back as data,
@@ -77,14 +87,24 @@ def transcribe_on_ray(inputs: list[str], options: TranscribeOptions, formats: tu
     if "-" in inputs:
         raise OptionError("--ray-workers reads files, not standard input")
     per_worker = worker_options(options, workers, cpus=usable_cpus(), available_bytes=psutil.virtual_memory().available)
-    if address is None:
-        ray.init(num_cpus=max(workers, usable_cpus()), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    else:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    if address is not None:
+        _check_reachable(address)
+    try:
+        if address is None:
+            ray.init(num_cpus=max(workers, usable_cpus()), include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except Exception as error:  # noqa: BLE001 - Ray's own errors (no cluster at the address, no shared memory ...)
+        raise TingxieError(f"could not start or join Ray ({'local' if address is None else address}): {error}") from error
     try:
         actor = ray.remote(num_cpus=1)(Worker)
-        pool = ActorPool([actor.remote(per_worker) for _ in range(workers)])
+        actors = [actor.remote(per_worker) for _ in range(workers)]
+        errors = [e for e in ray.get([a.ready.remote() for a in actors]) if e is not None]
+        if errors:
+            print(f"tingxie: error: {errors[0]}", file=sys.stderr)
+            return 2
+        pool = ActorPool(actors)
         order = sorted(inputs, key=_size, reverse=True)  # longest first: no long file left for last
         failures = 0
         try:
@@ -104,6 +124,18 @@ def transcribe_on_ray(inputs: list[str], options: TranscribeOptions, formats: tu
         return 1 if failures else 0
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once where nothing listens at a host:port address: Ray itself retries for
+    minutes before it gives up (seen: over 3 minutes for a closed port)."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", address)
+    if match is None:  # "auto" and other forms: Ray's own resolution
+        return
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout_s).close()
+    except OSError as error:
+        raise TingxieError(f"could not start or join Ray ({address}): nothing answers there ({error})") from error
 
 
 def _size(name: str) -> int:
