@@ -100,14 +100,14 @@ def transcribe_on_ray(inputs: list[str], options: TranscribeOptions, formats: tu
     try:
         actor = ray.remote(num_cpus=1)(Worker)
         actors = [actor.remote(per_worker) for _ in range(workers)]
-        errors = [e for e in ray.get([a.ready.remote() for a in actors]) if e is not None]
-        if errors:
-            print(f"tingxie: error: {errors[0]}", file=sys.stderr)
-            return 2
-        pool = ActorPool(actors)
         order = sorted(inputs, key=_size, reverse=True)  # longest first: no long file left for last
         failures = 0
         try:
+            errors = [e for e in ray.get([a.ready.remote() for a in actors]) if e is not None]
+            if errors:
+                print(f"tingxie: error: {errors[0]}", file=sys.stderr)
+                return 2
+            pool = ActorPool(actors)
             for name, text, line in pool.map_unordered(
                     lambda a, name: a.transcribe.remote(name, formats, str(output_dir), restart), order):
                 if text is None:
@@ -117,7 +117,7 @@ def transcribe_on_ray(inputs: list[str], options: TranscribeOptions, formats: tu
                 print(text, flush=True)
                 if not quiet:
                     print(line, file=sys.stderr)
-        except ray.exceptions.RayActorError as error:  # a worker could not load its model
+        except ray.exceptions.RayActorError as error:  # a worker died (killed, out of host memory, a crash)
             cause = error.__cause__ or error
             print(f"tingxie: error: a Ray worker failed: {cause}", file=sys.stderr)
             return 2
