@@ -115,10 +115,10 @@ def child_tingxie(args, compute_type: str, max_batch_size: int | None) -> dict:
     from tingxie.funasr_support.options import ParaformerOptions
     from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
     from tingxie.pipeline import Transcriber
-    from tingxie.segments import AudioSegment
+    from bench_paraformer import spans_to_segments  # this folder: the CPU benchmark's segments
 
     audio, spans_ms = load(args)
-    segments = [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans_ms)]
+    segments = spans_to_segments(audio, spans_ms)
     options = TranscribeOptions(
         model=ModelOptions(name=str(model_dir(args)), device="cuda", compute_type=compute_type,
                            paraformer=ParaformerOptions(punctuate=False)),

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from . import __version__
 from .memory import MemoryProbe, default_budget, load_or_profile, model_file_key, probe_for, working_budget
-from .memory.cpu import release_freed_memory
 from .memory.profile import cached_model
 from .options import TranscribeOptions
 from .errors import OutOfMemoryError
@@ -75,18 +74,8 @@ class MemoryPlanner:
         return cls(model, probe, total)
 
     def after_batch(self) -> None:
-        """Between batches, hand what the allocator keeps of the last batch back: the next
-        batch's peak lands on top of it otherwise, beyond what the profile measured (which
-        starts each batch from an emptied allocator). On the CPU glibc keeps freed pages (up to
-        180 MiB seen with whisper-tiny.en); on a GPU torch's caching allocator keeps blocks cut
-        to the last batch's shapes, and with a budget of 1.30 GiB a run peaked at 1.58 GiB
-        reserved (H100, Paraformer-large, bench/bench_paraformer_cuda.py)."""
-        if self.probe.device == "cpu":
-            release_freed_memory()
-        else:
-            release = getattr(self.probe, "release_cache", None)  # torch's allocator; NVML's engines keep theirs
-            if release is not None:
-                release()
+        """Between batches, the allocator's cache of the last batch goes back (MemoryProbe.release_cache)."""
+        self.probe.release_cache()
 
     def check_smallest_batch(self, shape: InputShape) -> None:
         """Fail before any work when the budget cannot hold one item of the longest length on

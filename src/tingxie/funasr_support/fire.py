@@ -6,7 +6,7 @@ torch, four tensor operations a frame, on whatever device the weights are on: fo
 (3000 upsampled frames) 58 ms on a CPU, and on a GPU a kernel launch each, which measured 47 %
 of a GPU run's recognition time (H100, Paraformer-large, bench/bench_paraformer_cuda.py). Here
 the same steps run on NumPy float32 arrays: additions, comparisons and subtractions in float32,
-in the same order, so every value is bit-for-bit FunASR's (tests/test_paraformer.py).
+in the same order, so every value is bit-for-bit FunASR's (tests/test_fire.py).
 
 `timestamp_inputs` also takes over ts_prediction_lfr6_standard's re-fire: where the fires do not
 number the tokens plus one, FunASR rescales the weights and fires again; done here first with

@@ -10,9 +10,7 @@ the checkpoint is memory-mapped (weights_only) and assigned as it is: one copy, 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 
 from ..memory.cpu import release_freed_memory
+from .importing import import_funasr
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,8 @@ class FunasrModel:
 
 def read_config(model_dir: Path) -> dict[str, Any]:
     """FunASR's resolved configuration of a local model directory (paths made absolute)."""
-    with contextlib.redirect_stdout(io.StringIO()):  # funasr's import-time notice about ffmpeg
-        from funasr.download.download_model_from_hub import download_model
+    import_funasr()
+    from funasr.download.download_model_from_hub import download_model
 
     # A model directory that exists is read, never downloaded or checked online. FunASR logs a
     # warning about trust_remote_code on the root logger every time; it is not tingxie's concern.
@@ -62,9 +61,8 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 
 def load_funasr_model(model_dir: Path, device: str = "cpu", *, overrides: dict[str, Any] | None = None) -> FunasrModel:
     """Build the model of model_dir with FunASR's classes and its weights memory-mapped."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        import funasr.models  # noqa: F401  (registers every model class)
-        from funasr.register import tables
+    import_funasr()  # registers every model class
+    from funasr.register import tables
 
     kwargs = read_config(Path(model_dir))
     for key, value in (overrides or {}).items():

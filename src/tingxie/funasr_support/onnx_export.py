@@ -24,10 +24,8 @@ by the checkpoint's identity and the library versions.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import hashlib
-import io
 import json
 import logging
 import os
@@ -136,10 +134,11 @@ def _inputs(part: str, frames: list[int], feats: int, width: int, generator=None
 
 
 def _export_fp32(model_dir: Path, out_dir: Path) -> None:
-    with contextlib.redirect_stdout(io.StringIO()):
-        from funasr.register import tables
-
+    from .importing import import_funasr
     from .loading import load_funasr_model
+
+    import_funasr()
+    from funasr.register import tables
 
     asr = load_funasr_model(model_dir, "cpu")
     feats = int(asr.kwargs.get("input_size") or 560)

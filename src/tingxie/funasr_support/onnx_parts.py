@@ -12,7 +12,7 @@ int8 model (s8 weights) in 0.19 s against torch's dynamic int8 0.43 s, at half t
 * int8: side by side on a single-threaded copy (0.089 s an item against 0.12 on a shared
   two-thread session, 15 s items), a batch of one on the session with all threads; the second
   copy costs about 0.25 GiB.
-The decoder runs a whole padded batch (its masks keep items apart) on all threads.
+The decoder runs item by item on all threads (OnnxDecoder says why).
 """
 
 from __future__ import annotations

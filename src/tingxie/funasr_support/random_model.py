@@ -146,6 +146,9 @@ def write_cmvn(path: Path, means: np.ndarray, inv_stds: np.ndarray) -> None:
 
 def feature_statistics(config: dict[str, Any], audio: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and 1/std of the model's LFR features over some audio, for a plausible am.mvn."""
+    from .importing import import_funasr
+
+    import_funasr()
     from funasr.register import tables
 
     frontend_conf = {k: v for k, v in config["frontend_conf"].items() if k != "cmvn_file"}
@@ -175,9 +178,10 @@ def save_model_dir(
     and float noise cannot flip a choice. alpha_bias, when given, sets the CIF predictor's output
     bias (about 1 token per 1/sigmoid(bias) encoder frames).
     """
-    from funasr.register import tables
+    from .importing import import_funasr
 
-    import funasr.models  # noqa: F401  (registers the model classes)
+    import_funasr()  # registers the model classes
+    from funasr.register import tables
 
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,9 @@ class TorchCudaProbe:
         self._cuda.init()
 
     def release_cache(self) -> None:
-        """Hand the allocator's cached free blocks back to the device."""
+        """The caching allocator's free blocks back to the device: kept, they are cut to the last
+        batch's shapes, and with a budget of 1.30 GiB a run peaked at 1.58 GiB reserved (H100,
+        Paraformer-large, bench/bench_paraformer_cuda.py)."""
         self._cuda.empty_cache()
 
     def reset_peak(self) -> None:
@@ -91,6 +93,9 @@ class NvmlCudaProbe:
         self._handle = pynvml.nvmlDeviceGetHandleByIndex(cuda_index(device))
         self._sampler = PeakSampler(self.current_bytes, sample_interval_s)
         self._sampler.reset()
+
+    def release_cache(self) -> None:
+        """Nothing to do: CTranslate2's allocator cannot be asked to let go of its cache."""
 
     def reset_peak(self) -> None:
         self._sampler.reset()

@@ -31,6 +31,11 @@ class MemoryProbe(Protocol):
     def available_bytes(self) -> int:
         """How much more this process could still use."""
 
+    def release_cache(self) -> None:
+        """Hand back what the allocator keeps of freed memory, between batches: the next batch's
+        peak would land on top of it, beyond what the profile measured (each profiled batch
+        starts from an emptied allocator)."""
+
     def measure(self) -> ContextManager[Measurement]:
         """Measure a block: usage before it and its peak, filled in when it ends."""
 

@@ -61,7 +61,7 @@ class Scheduler:
         # Recordings are interleaved, so each segment's text is made on its own (Paraformer: its
         # words punctuated into sentences); a backend without that stage keeps its pieces.
         self._segment_text = getattr(backend, "segment_text", lambda result: result)
-        self.executor.after_batch = getattr(memory, "after_batch", None)  # freed heap back to the OS (CPU)
+        self.executor.after_batch = getattr(memory, "after_batch", None)  # the allocator's cache back between batches
         self.cond = threading.Condition()
         self.works: list[Work] = []  # not yet terminal, in admission order
         self._ids = itertools.count()
