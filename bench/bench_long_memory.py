@@ -27,8 +27,8 @@ import av
 import numpy as np
 
 from tingxie import SAMPLE_RATE as RATE
-from tingxie.audio import decode_audio
-from tingxie.resources import watch_peak_rss
+from tingxie.audio.decode import decode_audio
+from tingxie.memory.resources import watch_peak_rss
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ROOT.parent / "shared" / "audio" / "long" / "real_en_long.flac"
@@ -64,7 +64,7 @@ def build_long_input(short: Path, hours: float, target: Path, seed: int = 0) -> 
 def run_cli(audio: Path, args: argparse.Namespace, workdir: Path) -> dict:
     """One `tingxie transcribe` in a fresh process; wall time and peak RSS measured from outside."""
     out = Path(tempfile.mkdtemp(prefix="out-", dir=workdir))
-    command = [sys.executable, "-m", "tingxie.cli", "transcribe", str(audio), "-o", str(out), "-q",
+    command = [sys.executable, "-m", "tingxie.cli.main", "transcribe", str(audio), "-o", str(out), "-q",
                "-m", args.model, "--compute-type", args.compute_type, "--restart"]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

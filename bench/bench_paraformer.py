@@ -89,15 +89,15 @@ def prepare(args) -> tuple[Path, Path, float]:
 
 def _exported(work: Path, model_dir: Path) -> bool:
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(work / "cache"))
-    from tingxie.funasr_support.onnx_export import PARTS, export_dir, part_file
+    from tingxie.backends.paraformer.onnx_export import PARTS, export_dir, part_file
 
     folder = export_dir(model_dir, model_dir / "model.pt")
     return all((folder / part_file(part, int8)).is_file() for part in PARTS for int8 in (False, True))
 
 
 def child_prepare(args) -> None:
-    from tingxie.funasr_support.random_model import PARAFORMER_LARGE, chinese_vocab, save_model_dir
-    from tingxie.vad import detect_speech
+    from tingxie.backends.paraformer.random_model import PARAFORMER_LARGE, chinese_vocab, save_model_dir
+    from tingxie.vad.detector import detect_speech
 
     audio = load_audio(args)
     model_dir = args.work / "paraformer-large-random"
@@ -111,7 +111,7 @@ def child_prepare(args) -> None:
     # the ONNX encoder and decoder (--engine auto), exported once before anything is timed:
     # the export child's peak would otherwise count in the first measured child's
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
-    from tingxie.funasr_support.onnx_export import exported_parts
+    from tingxie.backends.paraformer.onnx_export import exported_parts
 
     started = time.perf_counter()
     exported_parts(model_dir, model_dir / "model.pt", int8=True)  # writes fp32 and int8
@@ -122,7 +122,7 @@ def child_prepare(args) -> None:
 
 
 def load_audio(args):
-    from tingxie.audio import decode_audio
+    from tingxie.audio.decode import decode_audio
 
     audio = decode_audio(str(args.audio))
     return audio[: int(args.seconds * 16000)] if args.seconds else audio
@@ -134,7 +134,7 @@ def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
     from funasr import AutoModel
 
     from tingxie.benchmark.funasr_case import given_spans_vad
-    from tingxie.resources import usable_cpus
+    from tingxie.memory.resources import usable_cpus
 
     audio = load_audio(args)
     started = time.perf_counter()
@@ -158,7 +158,7 @@ def spans_to_segments(audio, spans_ms: list[list[int]]) -> list:
 def tingxie_options(model_dir: Path, compute_type: str, engine: str, *, threads: int = 0,
                     max_batch_size: int | None = None, memory_budget: str | None = None):
     """The options tingxie runs the benchmark's model with (no punctuation, as FunASR's side)."""
-    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.backends.paraformer.options import ParaformerOptions
     from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
 
     return TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
@@ -168,10 +168,10 @@ def tingxie_options(model_dir: Path, compute_type: str, engine: str, *, threads:
 
 
 def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type: str, engine: str) -> dict:
-    from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.memory_planning import MemoryPlanner
+    from tingxie.backends.paraformer.backend import ParaformerBackend
+    from tingxie.memory.planning import MemoryPlanner
     from tingxie.options import DecodeOptions
-    from tingxie.pipeline import Transcriber
+    from tingxie.engine.pipeline import Transcriber
 
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
     audio = load_audio(args)
@@ -195,8 +195,8 @@ def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type
 
 def child_errors(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
     """Relative error of each engine's and precision's encoder output against torch fp32, on real speech."""
-    from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.funasr_support.precision import cpu_has_bf16, encoder_relative_error
+    from tingxie.backends.paraformer.backend import ParaformerBackend
+    from tingxie.backends.paraformer.precision import cpu_has_bf16, encoder_relative_error
     from tingxie.options import DecodeOptions
 
     audio = load_audio(args)
@@ -322,7 +322,7 @@ def machine() -> dict:
     import torch
 
     from tingxie.benchmark.report import cpu_model
-    from tingxie.resources import usable_cpus
+    from tingxie.memory.resources import usable_cpus
 
     return {"cpu": cpu_model(), "usable_cpus": usable_cpus(), "torch": torch.__version__, "python": platform.python_version()}
 

@@ -78,7 +78,7 @@ def model_dir(args) -> Path:
 def prepare(args) -> None:
     if (model_dir(args) / "model.pt").is_file():
         return
-    from tingxie.funasr_support.random_model import PARAFORMER_LARGE, chinese_vocab, save_model_dir
+    from tingxie.backends.paraformer.random_model import PARAFORMER_LARGE, chinese_vocab, save_model_dir
 
     audio, _ = load(args)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -112,9 +112,9 @@ def child_funasr(args, batch_size_s: int) -> dict:
 def child_tingxie(args, compute_type: str, max_batch_size: int | None) -> dict:
     import torch
 
-    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.backends.paraformer.options import ParaformerOptions
     from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
-    from tingxie.pipeline import Transcriber
+    from tingxie.engine.pipeline import Transcriber
     from bench_paraformer import spans_to_segments  # this folder: the CPU benchmark's segments
 
     audio, spans_ms = load(args)
@@ -153,7 +153,7 @@ def run_child(args, system: str, budget: int | None = None) -> dict:
 def agreement(reference: str, other: str) -> float:
     """1 - the character error rate of other against reference (spaces left out): an edit
     distance, so one token more or less early on costs one character, not the rest."""
-    from tingxie.evaluation import edit_distance
+    from tingxie.benchmark.evaluation import edit_distance
 
     ref, got = "".join(reference.split()), "".join(other.split())
     return 1 - edit_distance(ref, got) / max(1, len(ref))

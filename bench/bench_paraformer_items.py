@@ -45,10 +45,10 @@ def timed(fn):
 def main(argv=None) -> int:
     import torch
 
-    from tingxie.audio import decode_audio
-    from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.funasr_support.options import ParaformerOptions
-    from tingxie.funasr_support.parallel import map_side_by_side
+    from tingxie.audio.decode import decode_audio
+    from tingxie.backends.paraformer.backend import ParaformerBackend
+    from tingxie.backends.paraformer.options import ParaformerOptions
+    from tingxie.backends.paraformer.parallel import map_side_by_side
     from tingxie.options import DecodeOptions, ModelOptions
 
     args = parse_args(argv)

@@ -19,7 +19,7 @@ from pathlib import Path
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio" / "long" / "real_en_long.flac"
 CHILD = r'''
 import sys
-import tingxie.pipeline as pipeline
+import tingxie.engine.pipeline as pipeline
 from tingxie.options import ModelOptions, TranscribeOptions
 if sys.argv[1] == "inline":
     pipeline.prefetched = lambda items, depth: items

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from tingxie.resources import proc_status_kib, usable_cpus
+from tingxie.memory.resources import proc_status_kib, usable_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_LONG = ROOT.parent / "shared" / "audio" / "long" / "real_en_long.flac"
@@ -53,7 +53,7 @@ def make_inputs(args, folder: Path) -> list[Path]:
     sys.path.insert(0, str(ROOT / "tests"))
     from long_audio import english_pieces, joined, write_flac  # noqa: E402
 
-    from tingxie.audio import decode_audio
+    from tingxie.audio.decode import decode_audio
 
     n = int(args.seconds * 16000)
     if args.source.is_file():
@@ -75,7 +75,7 @@ class Server:
     def __init__(self, args, folder: Path, cross: bool, max_batch: int):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "tingxie.cli", "serve", "--port", str(self.port), "-m", args.model,
+        command = [sys.executable, "-m", "tingxie.cli.main", "serve", "--port", str(self.port), "-m", args.model,
                    "--db", str(folder / f"jobs-{self.port}.db"), "--max-batch-size", str(max_batch)]
         if not cross:
             command.append("--no-cross-batching")

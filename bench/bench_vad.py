@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from tingxie.audio import decode_audio
+from tingxie.audio.decode import decode_audio
 from tingxie.options import VadOptions
-from tingxie.vad import FrameRules, shape_spans, speech_runs
-from tingxie.vad_model import _SR, EXACT, FRAME, LANES, LaneLayout, SpeechProbabilities, model_path, silero_model
+from tingxie.vad.detector import FrameRules, shape_spans, speech_runs
+from tingxie.vad.silero import _SR, EXACT, FRAME, LANES, LaneLayout, SpeechProbabilities, model_path, silero_model
 
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio" / "long" / "real_en_long.flac"
 

@@ -29,7 +29,7 @@ from tingxie.benchmark.cases import CaseSpec
 from tingxie.benchmark.command import read_reference
 from tingxie.benchmark.report import cpu_model, markdown_table, to_json
 from tingxie.benchmark.runner import run_cases
-from tingxie.resources import usable_cpus
+from tingxie.memory.resources import usable_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AUDIO = ROOT.parent / "shared" / "audio" / "long" / "real_en_long.flac"

@@ -40,12 +40,12 @@ def main(argv=None) -> int:
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
     from bench_paraformer import spans_to_segments, tingxie_options  # beside this file
 
-    from tingxie.audio import decode_audio
-    from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.memory_planning import MemoryPlanner
+    from tingxie.audio.decode import decode_audio
+    from tingxie.backends.paraformer.backend import ParaformerBackend
+    from tingxie.memory.planning import MemoryPlanner
     from tingxie.options import DecodeOptions
-    from tingxie.pipeline import Transcriber
-    from tingxie.resources import current_rss_bytes, peak_rss_bytes
+    from tingxie.engine.pipeline import Transcriber
+    from tingxie.memory.resources import current_rss_bytes, peak_rss_bytes
 
     model_dir = args.work / "paraformer-large-random"
     spans_path = args.work / f"spans-{args.audio.stem}-all.json"

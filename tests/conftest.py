@@ -20,13 +20,13 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_transcriber():
     from tingxie.options import ModelOptions, TranscribeOptions
-    from tingxie.pipeline import Transcriber
+    from tingxie.engine.pipeline import Transcriber
 
     return Transcriber(TranscribeOptions(model=ModelOptions(name="whisper-tiny.en")))
 
 
 @pytest.fixture(scope="session")
 def base_transcriber():
-    from tingxie.pipeline import Transcriber
+    from tingxie.engine.pipeline import Transcriber
 
     return Transcriber()  # the default: embedded whisper-base

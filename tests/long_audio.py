@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tingxie.audio import decode_audio
+from tingxie.audio.decode import decode_audio
 
 DATA = Path(__file__).parent / "data"
 

@@ -12,14 +12,14 @@ import av
 import numpy as np
 import pytest
 
-from tingxie.audio import decode_audio, decode_chunks, probe_duration
+from tingxie.audio.decode import decode_audio, decode_chunks, probe_duration
 from tingxie.errors import AudioDecodeError
 
 JFK = Path(__file__).parent / "data" / "jfk.flac"  # 11.0 s, 44.1 kHz
 
 
 def _load(path: Path, rate: int) -> np.ndarray:
-    """Reference decode at a chosen rate (mono), independent of tingxie.audio."""
+    """Reference decode at a chosen rate (mono), independent of tingxie.audio.decode."""
     with av.open(str(path)) as container:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]

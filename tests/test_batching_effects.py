@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from long_audio import DATA, english_pieces, joined, write_flac
-from tingxie.evaluation import normalize_english, word_error_rate
+from tingxie.benchmark.evaluation import normalize_english, word_error_rate
 from tingxie.options import BatchOptions, TranscribeOptions
-from tingxie.pipeline import Transcriber
-from tingxie.resources import watch_peak_rss
+from tingxie.engine.pipeline import Transcriber
+from tingxie.memory.resources import watch_peak_rss
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _run_measured(path, out, *extra):
     """Run the CLI in a child and take its peak RSS from outside (its VmHWM, polled: wait4's
     ru_maxrss would report this large test process's size, carried across exec)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tingxie.cli", "transcribe", str(path), "-o", str(out), "-q", "-f", "json",
+        [sys.executable, "-m", "tingxie.cli.main", "transcribe", str(path), "-o", str(out), "-q", "-f", "json",
          "-m", "whisper-tiny.en", *extra], stdout=subprocess.DEVNULL)
     return watch_peak_rss(process)
 

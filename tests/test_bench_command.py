@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from tingxie.cli import main
+from tingxie.cli.main import main
 
 pytest_plugins = ["conftest_paraformer"]
 
@@ -53,7 +53,8 @@ def test_a_budget_below_the_smallest_batch_is_a_one_line_error(capsys, data_dir,
                          "--budget", "20MiB", "--runs", "1")
     assert code == 2
     line = one_line_error(err)
-    assert "auto, budget 20MiB: memory budget 20.0 MiB is below the smallest batch: at least " in line
+    assert "auto, budget 20MiB: --memory-budget 20MiB (20.0 MiB) is below the smallest batch: " in line
+    assert "the smallest budget that works is " in line
     assert not (tmp_path / "b.json").exists()
 
 

@@ -25,10 +25,10 @@ from tingxie.benchmark.sweep import (
     parse_budgets,
 )
 from tingxie.errors import OptionError, OutOfMemoryError
-from tingxie.executor import Executor
+from tingxie.engine.executor import Executor
 from tingxie.planner import MemoryModel, PaddingTally, PlanItem, plan_budgeted, plan_funasr
 from tingxie.segments import AudioSegment
-from tingxie.shapes import InputShape, ShapeRule
+from tingxie.planner.shapes import InputShape, ShapeRule
 
 MIB = 1024 * 1024
 
@@ -245,16 +245,21 @@ class _Probe:
 
 
 def test_a_budget_below_the_smallest_batch_names_the_minimum():
-    from tingxie.memory_planning import RESERVE_FRACTION, MemoryPlanner
+    from tingxie.memory.planning import RESERVE_FRACTION, MemoryPlanner
 
     model = MemoryModel(fixed=0, per_item_s=MIB, per_item_s2=0)  # one 30 s window: 30 MiB
     shape = InputShape(ShapeRule.FIXED_WINDOW, 30.0)
-    planner = MemoryPlanner(model, _Probe(200 * MIB), total_budget_bytes=220 * MIB)
-    with pytest.raises(OutOfMemoryError, match=r"memory budget 220.0 MiB is below the smallest batch: at least "
-                                               r"2[34]\d\.\d MiB") as caught:
+    planner = MemoryPlanner(model, _Probe(200 * MIB), total_budget_bytes=220 * MIB, given="220MiB")
+    with pytest.raises(OutOfMemoryError) as caught:
         planner.check_smallest_batch(shape)
     minimum = (200 + 30) / (1 - RESERVE_FRACTION)
-    assert f"{minimum:.1f} MiB" in str(caught.value)
+    # the user's own value, what the model holds, what one item needs, and the smallest budget that works
+    assert str(caught.value) == (
+        "--memory-budget 220MiB (220.0 MiB) is below the smallest batch: the loaded model and runtime hold "
+        f"200.0 MiB, one 30.0 s item needs 30.0 MiB more; the smallest budget that works is {minimum:.1f} MiB")
+    default = MemoryPlanner(model, _Probe(200 * MIB), total_budget_bytes=220 * MIB)
+    with pytest.raises(OutOfMemoryError, match=r"^the default memory budget \(220.0 MiB, 70 % of what is free\)"):
+        default.check_smallest_batch(shape)
     MemoryPlanner(model, _Probe(200 * MIB), total_budget_bytes=int(minimum * MIB) + 1).check_smallest_batch(shape)
 
 

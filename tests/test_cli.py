@@ -9,14 +9,14 @@ import pytest
 import srt
 import webvtt
 
-from tingxie.cli import main
-from tingxie.evaluation import normalize_english
+from tingxie.cli.main import main
+from tingxie.benchmark.evaluation import normalize_english
 
 TINY = ["-m", "whisper-tiny.en", "-q"]
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tingxie.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "tingxie.cli.main", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_models_lists_the_embedded_models():
 
 def test_txt_alone_skips_the_word_alignment_and_keeps_the_text(jfk_outputs, data_dir, tmp_path, monkeypatch):
     """Word times are only shown by srt/vtt/json: a txt-only run must not pay for the align pass."""
-    from tingxie.backends import whisper
+    from tingxie.backends.whisper import backend as whisper
 
     calls = []
     real_align = whisper.align_words
@@ -152,3 +152,51 @@ def test_txt_alone_skips_the_word_alignment_and_keeps_the_text(jfk_outputs, data
     timed = tmp_path / "srt"
     assert main(["transcribe", str(data_dir / "jfk.flac"), "-o", str(timed), "-f", "srt", *TINY]) == 0
     assert calls, "srt needs word times: the align pass must run"
+
+
+SHARED_GROUPS = ("model", "decoding", "batching and memory", "speech detection")
+
+
+def _flags(parser, groups=SHARED_GROUPS):
+    return {group.title: sorted(flag for action in group._group_actions for flag in action.option_strings)
+            for group in parser._action_groups if group.title in groups}
+
+
+def _subparser(name):
+    from tingxie.cli.main import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    return commands.choices[name]
+
+
+def test_every_command_offers_the_same_model_decode_batch_and_vad_options():
+    """One builder (cli/arguments.py): serve and ui take every flag transcribe takes, with one help text."""
+    transcribe, serve, ui, bench = (_subparser(name) for name in ("transcribe", "serve", "ui", "bench"))
+    flags = _flags(transcribe)
+    assert set(flags) == set(SHARED_GROUPS)
+    assert {"--model", "--engine", "--vad-model", "--punc-model", "--replicas"} <= set(flags["model"])
+    assert {"--batch-size-s", "--memory-budget", "--max-batch-size"} <= set(flags["batching and memory"])
+    assert _flags(serve) == flags and _flags(ui) == flags
+    def helps(parser):
+        return {a.option_strings[0]: a.help for g in parser._action_groups if g.title in SHARED_GROUPS
+                for a in g._group_actions}
+
+    assert helps(serve) == helps(transcribe)
+    # bench sweeps the batch size and the budget itself; the rest is the same
+    bench_flags = _flags(bench)
+    assert bench_flags["model"] == flags["model"] and bench_flags["decoding"] == flags["decoding"]
+    assert bench_flags["speech detection"] == flags["speech detection"]
+
+
+def test_serve_builds_the_same_options_as_transcribe():
+    from tingxie.cli.arguments import options_from_args
+    from tingxie.cli.main import build_parser
+
+    common = ["-m", "whisper-tiny.en", "--replicas", "1", "--vad-threshold", "0.6", "--max-segment", "20",
+              "--memory-budget", "1GiB", "--batch-size-s", "60", "--beam-size", "2", "--engine", "torch"]
+    parser = build_parser()
+    served = options_from_args(parser.parse_args(["serve", *common]))
+    transcribed = options_from_args(parser.parse_args(["transcribe", "x.wav", *common]))
+    assert served == transcribed
+    assert served.model.replicas == 1 and served.vad.threshold == 0.6 and served.batch.batch_size_s == 60

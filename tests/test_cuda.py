@@ -24,8 +24,8 @@ LIMITS = {"float16": 0.01, "bfloat16": 0.05}
 
 
 def cuda_backend(model_dir, compute_type="float32", **batch_options):
-    from tingxie.backends.paraformer import ParaformerBackend
-    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.backends.paraformer.backend import ParaformerBackend
+    from tingxie.backends.paraformer.options import ParaformerOptions
     from tingxie.options import DecodeOptions, ModelOptions
 
     options = ModelOptions(name=str(model_dir), device="cuda", compute_type=compute_type, threads=TEST_THREADS,
@@ -162,7 +162,7 @@ def gpu_memory_cap():
 
 
 def test_real_cuda_out_of_memory_splits_the_batch_and_loses_nothing(gpu, zh_clips, gpu_memory_cap):
-    from tingxie.executor import Executor
+    from tingxie.engine.executor import Executor
 
     segments = long_segments(zh_clips, 16, 60.0)
     alone = [gpu.recognise([s.samples])[0].tokens for s in segments[:2]]
@@ -204,10 +204,10 @@ def test_budgeted_run_stays_inside_its_budget(paraformer_dir, zh_clips, offline)
     the budget, and every segment comes out as it did without the budget."""
     import gc
 
-    from tingxie.funasr_support.options import ParaformerOptions
-    from tingxie.memory_planning import RESERVE_FRACTION
+    from tingxie.backends.paraformer.options import ParaformerOptions
+    from tingxie.memory.planning import RESERVE_FRACTION
     from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
-    from tingxie.pipeline import Transcriber
+    from tingxie.engine.pipeline import Transcriber
 
     segments = long_segments(zh_clips, 20, 45.0)
 

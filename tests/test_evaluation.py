@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tingxie import evaluation
-from tingxie.evaluation import (
+from tingxie.benchmark import evaluation
+from tingxie.benchmark.evaluation import (
     character_error_rate,
     edit_distance,
     normalize_chinese,

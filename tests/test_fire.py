@@ -13,7 +13,7 @@ from funasr.models.bicif_paraformer.cif_predictor import cif_wo_hidden as batche
 from funasr.utils.timestamp_tools import cif_wo_hidden as item_cif
 from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
 
-from tingxie.funasr_support.fire import FIRE_THRESHOLD, fires, timestamp_inputs
+from tingxie.backends.paraformer.fire import FIRE_THRESHOLD, fires, timestamp_inputs
 
 
 @settings(max_examples=60, deadline=None)

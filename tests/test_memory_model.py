@@ -18,7 +18,7 @@ from tingxie.planner import (
     min_budget,
     plan_budgeted,
 )
-from tingxie.shapes import InputShape, ShapeRule
+from tingxie.planner.shapes import InputShape, ShapeRule
 
 MiB = 1024**2
 TRUE = MemoryModel(fixed=300 * MiB, per_item_s=2 * MiB, per_item_s2=0.05 * MiB)

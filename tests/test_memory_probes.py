@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tingxie.errors import TingxieError
-from tingxie.memory import CpuProbe, MemoryProbe, NvmlCudaProbe, TorchCudaProbe, probe_for
+from tingxie.memory.probes import CpuProbe, MemoryProbe, NvmlCudaProbe, TorchCudaProbe, probe_for
 from tingxie.memory.cgroup import cgroup_headroom
 
 MB = 1_000_000
@@ -190,7 +190,7 @@ def test_torch_probe_resets_reads_the_peak_and_counts_the_cache_as_available():
 def test_between_batches_torch_cache_goes_back_to_the_device():
     """MemoryPlanner.after_batch on a GPU empties torch's cache, as the profile does before
     each measured batch: the next batch then peaks where the profile said it would."""
-    from tingxie.memory_planning import MemoryPlanner
+    from tingxie.memory.planning import MemoryPlanner
     from tingxie.planner import MemoryModel
 
     cuda = FakeTorchCuda()
@@ -247,10 +247,9 @@ def test_probe_for_chooses_per_device_and_engine(monkeypatch):
 def test_paraformer_on_cuda_plans_with_the_torch_allocator_probe(monkeypatch, tmp_path):
     """memory_planning picks the probe by the backend's engine: torch's peak for Paraformer."""
     import funasr  # noqa: F401  (the funasr extra is part of the test install)
-    from tingxie import memory_planning
-    from tingxie.backends.paraformer import ParaformerBackend  # imports the real torch first
+    from tingxie.memory import planning as memory_planning
+    from tingxie.backends.paraformer.backend import ParaformerBackend  # imports the real torch first
     from tingxie.options import BatchOptions, TranscribeOptions
-    from tingxie.shapes import InputShape, ShapeRule
 
     cuda = FakeTorchCuda()
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
@@ -258,14 +257,17 @@ def test_paraformer_on_cuda_plans_with_the_torch_allocator_probe(monkeypatch, tm
     backend = object.__new__(ParaformerBackend)  # its class, without loading a model
     (tmp_path / "model.pt").write_bytes(b"0")
     backend.device, backend.model_path, backend.name = "cuda:0", tmp_path, "paraformer"
-    backend.compute_type, backend.threads = "float32", 1
+    backend.compute_type, backend.threads, backend.onnx = "float32", 1, None
     seen = []
     monkeypatch.setattr(memory_planning, "cached_model", lambda b, probe, key: seen.append(probe) or "model")
     planner = memory_planning.MemoryPlanner.profiled(backend, TranscribeOptions(batch=BatchOptions()), in_child=False)
     assert isinstance(planner.probe, TorchCudaProbe) and seen == [planner.probe]
     assert planner.probe.device == "cuda:0" and ("mem_get_info", 0) in cuda.calls  # the budget asked torch
-    whisper_like = SimpleNamespace(device="cuda:0", model_path=tmp_path, shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0))
-    assert isinstance(memory_planning.backend_probe(whisper_like), NvmlCudaProbe)
+    from tingxie.backends.whisper.backend import WhisperBackend
+
+    whisper = object.__new__(WhisperBackend)
+    whisper.device = "cuda:0"
+    assert isinstance(whisper.memory_probe(), NvmlCudaProbe)  # the base class's default: CTranslate2's
 
 
 def test_probe_for_explains_what_is_missing(monkeypatch):

@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import pytest
 
-from tingxie.backends.whisper import WhisperBackend
-from tingxie.executor import Executor
-from tingxie.models import resolve_model
+from tingxie.backends.whisper.backend import WhisperBackend
+from tingxie.engine.executor import Executor
+from tingxie.models.registry import resolve_model
 from tingxie.options import DecodeOptions, ModelOptions
 from tingxie.segments import AudioSegment
 
@@ -51,7 +51,7 @@ def test_real_backend_recovers_from_injected_oom_with_the_same_text(data_dir, re
     model = resolve_model("whisper-tiny.en")
     backend = WhisperBackend(model.path, model.name, ModelOptions(name=model.name, device="cpu", threads=2,
                                                                   replicas=replicas), DecodeOptions())
-    from tingxie.audio import decode_audio
+    from tingxie.audio.decode import decode_audio
 
     audio = decode_audio(str(data_dir / "jfk.flac"))
     windows = [AudioSegment(i, 11.0 * i, 11.0 * (i + 1), audio) for i in range(6)]

@@ -15,7 +15,7 @@ import torch
 
 from conftest_paraformer import assert_funasr_batches_equal  # noqa: E402
 from tingxie.segments import AudioSegment  # noqa: E402
-from tingxie.shapes import InputShape, ShapeRule  # noqa: E402
+from tingxie.planner.shapes import InputShape, ShapeRule  # noqa: E402
 
 
 def test_one_segment_at_a_time_equals_funasr_generate(each_engine, funasr_alone, zh_clips):
@@ -125,7 +125,7 @@ def test_transcribe_batch_places_pieces_in_time(paraformer, zh_clips):
 
 
 def test_threads_come_from_usable_cpus(paraformer_dir, make_paraformer):
-    from tingxie.resources import usable_cpus
+    from tingxie.memory.resources import usable_cpus
 
     backend = make_paraformer(paraformer_dir, threads=0)  # 0: automatic
     assert backend.threads == usable_cpus()
@@ -161,7 +161,7 @@ def test_funasr_imported_without_what_only_its_other_models_use(paraformer, para
     script = (
         "import json, sys\n"
         "import numpy as np\n"
-        "from tingxie.backends.paraformer import ParaformerBackend\n"
+        "from tingxie.backends.paraformer.backend import ParaformerBackend\n"
         "from conftest_paraformer import make_backend\n"
         "left = [name for name in ('sklearn', 'numba', 'transformers') if name in sys.modules]\n"
         f"backend = make_backend(__import__('pathlib').Path({str(paraformer_dir)!r}))\n"

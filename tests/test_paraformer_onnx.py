@@ -17,9 +17,9 @@ import funasr  # noqa: F401  (the test install has the funasr extra: missing fai
 import torch
 
 from tingxie.errors import OptionError  # noqa: E402
-from tingxie.funasr_support import onnx_export  # noqa: E402
-from tingxie.funasr_support.onnx_export import ExportError, export_dir, exported_parts, part_file  # noqa: E402
-from tingxie.funasr_support.precision import encoder_relative_error  # noqa: E402
+from tingxie.backends.paraformer import onnx_export  # noqa: E402
+from tingxie.backends.paraformer.onnx_export import ExportError, export_dir, exported_parts, part_file  # noqa: E402
+from tingxie.backends.paraformer.precision import encoder_relative_error  # noqa: E402
 
 
 def test_auto_runs_onnx_encoder_and_decoder_on_cpu_for_float32_and_int8(paraformer_dir, make_paraformer):
@@ -101,8 +101,8 @@ def test_auto_falls_back_to_torch_when_the_export_fails(paraformer_dir, make_par
 
 
 def test_onnx_engine_refuses_what_it_cannot_run(paraformer_dir, make_paraformer):
-    from tingxie.funasr_support.options import ParaformerOptions
-    from tingxie.funasr_support.precision import cpu_has_bf16
+    from tingxie.backends.paraformer.options import ParaformerOptions
+    from tingxie.backends.paraformer.precision import cpu_has_bf16
 
     with pytest.raises(OptionError, match="--engine"):
         ParaformerOptions(engine="tensorrt")

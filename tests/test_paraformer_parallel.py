@@ -17,8 +17,8 @@ from conftest_paraformer import poison_reduced_encode  # noqa: E402
 import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
 import torch
 
-from tingxie.funasr_support.parallel import map_side_by_side, plan_side_by_side  # noqa: E402
-from tingxie.funasr_support.precision import cpu_has_bf16  # noqa: E402
+from tingxie.backends.paraformer.parallel import map_side_by_side, plan_side_by_side  # noqa: E402
+from tingxie.backends.paraformer.precision import cpu_has_bf16  # noqa: E402
 
 
 def record_calls(monkeypatch, model, names, calls):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tingxie.errors import ModelNotFoundError, OptionError
-from tingxie.funasr_support.options import ParaformerOptions
-from tingxie.paraformer_models import PARAFORMER_MODELS, resolve_funasr_model
+from tingxie.backends.paraformer.options import ParaformerOptions
+from tingxie.models.funasr_hub import PARAFORMER_MODELS, resolve_funasr_model
 
 pytest_plugins = ["conftest_paraformer"]
 PUNCTUATION = re.compile(r"[，。？、,.?]")
@@ -37,7 +37,7 @@ def fake_model_dir(path: Path) -> Path:
 
 
 def test_offline_without_a_local_copy_says_what_to_download_and_where(empty_caches):
-    from tingxie.models import resolve_model
+    from tingxie.models.registry import resolve_model
 
     model_id = PARAFORMER_MODELS["paraformer-zh"]
     with pytest.raises(ModelNotFoundError) as caught:
@@ -50,7 +50,7 @@ def test_offline_without_a_local_copy_says_what_to_download_and_where(empty_cach
 
 
 def test_local_copies_are_found_before_any_download(empty_caches):
-    from tingxie.models import resolve_model
+    from tingxie.models.registry import resolve_model
 
     model_id = PARAFORMER_MODELS["paraformer-zh"]
     in_modelscope = fake_model_dir(empty_caches / "modelscope" / "models" / model_id)
@@ -77,7 +77,7 @@ def test_download_only_where_a_network_exists(empty_caches):
 
 
 def test_a_directory_that_is_not_a_model_is_refused(tmp_path):
-    from tingxie.models import resolve_model
+    from tingxie.models.registry import resolve_model
 
     with pytest.raises(ModelNotFoundError, match="FunASR"):
         resolve_model(str(tmp_path))
@@ -88,11 +88,11 @@ def test_a_directory_that_is_not_a_model_is_refused(tmp_path):
 # --- the switches ---------------------------------------------------------------------------
 
 def parse(*argv):
-    from tingxie.cli import build_parser, options_from_args
-    from tingxie.funasr_support.options import with_funasr_options
+    from tingxie.cli.arguments import options_from_args
+    from tingxie.cli.main import build_parser
 
     args = build_parser().parse_args(["transcribe", "x.wav", *argv])
-    return with_funasr_options(options_from_args(args), args).model.paraformer
+    return options_from_args(args).model.paraformer
 
 
 def test_cli_switches_build_paraformer_options():
@@ -109,7 +109,7 @@ def test_cli_switches_build_paraformer_options():
 
 
 def test_cli_offline_model_error_is_one_line(empty_caches, capsys):
-    from tingxie.cli import main
+    from tingxie.cli.main import main
 
     assert main(["transcribe", "tests/data/asr_example.wav", "-m", "paraformer-zh", "-o", str(empty_caches)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -151,7 +151,7 @@ def test_punctuation_switches(paraformer_dir, punc_dir, zh_clips, make_paraforme
 
 
 def test_fsmn_vad_switch(paraformer_dir, vad_dir, zh_clips, make_paraformer):
-    from tingxie.funasr_support.fsmn_vad import FsmnSpeechDetector
+    from tingxie.backends.paraformer.fsmn_vad import FsmnSpeechDetector
 
     backend = make_paraformer(paraformer_dir)
     assert backend.speech_detector() is None  # silero: the Transcriber's own VAD
@@ -165,9 +165,9 @@ def test_fsmn_vad_switch(paraformer_dir, vad_dir, zh_clips, make_paraformer):
 
 def test_transcriber_loads_a_funasr_model_directory_like_any_model(paraformer_dir, punc_dir, data_dir, offline):
     """Through the registry and tingxie's own pipeline: Silero VAD, planner, executor, backend."""
-    from tingxie.backends.paraformer import ParaformerBackend
+    from tingxie.backends.paraformer.backend import ParaformerBackend
     from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
-    from tingxie.pipeline import Transcriber
+    from tingxie.engine.pipeline import Transcriber
 
     options = TranscribeOptions(
         model=ModelOptions(name=str(paraformer_dir), threads=1, paraformer=ParaformerOptions(punc_model=str(punc_dir))),

@@ -13,7 +13,7 @@ from conftest_paraformer import poison_reduced_encode, reduced_precision_cost  #
 import funasr  # noqa: F401  (the test install has the funasr extra: missing fails, never skips)
 import torch
 
-from tingxie.funasr_support.precision import (  # noqa: E402
+from tingxie.backends.paraformer.precision import (  # noqa: E402
     cpu_has_bf16,
     resolve_compute_type,
 )
@@ -58,7 +58,7 @@ def test_nan_in_reduced_precision_reruns_the_batch_in_fp32(paraformer, paraforme
 
 
 def test_out_of_memory_splits_the_batch_and_loses_nothing(paraformer, zh_clips, monkeypatch):
-    from tingxie.executor import Executor
+    from tingxie.engine.executor import Executor
 
     model = paraformer.asr.model
     decode = model.cal_decoder_with_predictor  # batched on every device (the CPU encodes items alone)

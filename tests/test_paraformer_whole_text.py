@@ -41,7 +41,7 @@ def funasr_full(paraformer_dir, vad_dir, punc_dir, long_recording):
 
 def test_cli_with_fsmn_vad_and_punctuation_equals_funasr_automodel(paraformer_dir, vad_dir, punc_dir, long_recording,
                                                                   funasr_full, tmp_path, offline):
-    from tingxie.cli import main
+    from tingxie.cli.main import main
 
     path, _ = long_recording
     assert main(["transcribe", str(path), "-m", str(paraformer_dir), "--vad-model", str(vad_dir),
@@ -60,9 +60,9 @@ def test_cli_with_fsmn_vad_and_punctuation_equals_funasr_automodel(paraformer_di
 
 def test_a_resumed_run_punctuates_as_an_uninterrupted_one(paraformer_dir, vad_dir, punc_dir, long_recording, offline):
     """Checkpoints hold each segment's words; a resumed run feeds them to the punctuation again."""
-    from tingxie.funasr_support.options import ParaformerOptions
+    from tingxie.backends.paraformer.options import ParaformerOptions
     from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
-    from tingxie.pipeline import Transcriber
+    from tingxie.engine.pipeline import Transcriber
 
     options = TranscribeOptions(
         model=ModelOptions(name=str(paraformer_dir), threads=1, device="cpu",
@@ -78,7 +78,7 @@ def test_a_resumed_run_punctuates_as_an_uninterrupted_one(paraformer_dir, vad_di
 
 
 def test_streamed_fsmn_vad_equals_funasr_on_the_whole_recording(vad_dir, long_recording, funasr_full):
-    from tingxie.funasr_support.fsmn_vad import FsmnVad
+    from tingxie.backends.paraformer.fsmn_vad import FsmnVad
 
     _, audio = long_recording
     model, _ = funasr_full
@@ -104,7 +104,7 @@ def test_streamed_fsmn_vad_equals_funasr_on_the_whole_recording(vad_dir, long_re
 
 def random_results(count: int, seed: int = 0):
     """Segment results of random Chinese words with times, as the backend gives them (word pieces)."""
-    from tingxie.funasr_support.random_model import chinese_vocab
+    from tingxie.backends.paraformer.random_model import chinese_vocab
     from tingxie.segments import SegmentResult, TextSegment
 
     vocab = [w for w in chinese_vocab(300) if len(w) == 1 and "\u4e00" <= w <= "\u9fff"]
@@ -120,7 +120,7 @@ def random_results(count: int, seed: int = 0):
 
 
 def test_streamed_punctuation_equals_funasr_on_the_joined_text(punc_dir, funasr_full):
-    from tingxie.funasr_support.punctuation import Punctuator
+    from tingxie.backends.paraformer.punctuation import Punctuator
 
     model, _ = funasr_full
     results = random_results(40)

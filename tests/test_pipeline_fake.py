@@ -5,11 +5,11 @@ import pytest
 
 from tingxie.backends.fake import FakeBackend, describe_segment
 from tingxie.errors import OutOfMemoryError
-from tingxie.executor import Executor
+from tingxie.engine.executor import Executor
 from tingxie.options import BatchOptions, TranscribeOptions
-from tingxie.pipeline import Transcriber
+from tingxie.engine.pipeline import Transcriber
 from tingxie.segments import AudioSegment
-from tingxie.shapes import InputShape, ShapeRule
+from tingxie.planner.shapes import InputShape, ShapeRule
 
 
 def segments(durations):
@@ -81,7 +81,7 @@ def test_no_segment_is_ever_dropped_or_duplicated_whatever_fails(durations, batc
 
 
 def test_packed_windows_map_times_back_to_the_file():
-    from tingxie.packing import pack_windows
+    from tingxie.engine.packing import pack_windows
 
     spans = [AudioSegment(i, start, start + length, np.full(int(length * 16000), i, np.float32))
              for i, (start, length) in enumerate([(1.0, 10.0), (15.0, 12.0), (40.0, 9.0), (50.0, 2.0)])]
@@ -98,10 +98,34 @@ def test_packed_windows_map_times_back_to_the_file():
 def test_packed_parts_are_measured_in_samples_held():
     """A span's times may be rounded (VAD frames, ms) while its samples are exact: each part's
     length is what it holds, so one part ends exactly where the next begins in the window."""
-    from tingxie.packing import pack_windows
+    from tingxie.engine.packing import pack_windows
 
     spans = [AudioSegment(0, 1.0, 11.0003, np.zeros(160000, np.float32)),
              AudioSegment(1, 12.0, 13.4999, np.zeros(24000, np.float32))]
     (window,) = pack_windows(spans, 30.0)
     assert window.parts == ((0.0, 1.0, 10.0), (10.0, 12.0, 1.5))
     assert all(a[0] + a[2] == b[0] for a, b in zip(window.parts, window.parts[1:]))
+
+
+def test_the_ceiling_relaxes_after_a_run_of_successful_batches():
+    """A transient out-of-memory error lowers the ceiling; once memory is back, batches grow again."""
+    backend = FakeBackend(shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0), oom_above_cost_s=60.0)
+    executor = Executor(backend, relax_after=6)
+    pool = segments([3.0] * 8)
+    executor.run(pool)  # 8 -> 4 + 4 -> four batches of two, each a success under the ceiling
+    assert executor.ceiling == 2 and executor.successes_under_ceiling == 4
+    backend.oom_above_cost_s = None  # the pressure passed
+    for _ in range(2):  # six successes in all: the ceiling doubles
+        executor.run(pool[:2])
+    assert executor.ceiling == 4 and executor.ceiling_raises == 1
+    for _ in range(6):
+        executor.run(pool[:4])
+    assert executor.ceiling == 8
+    backend.batches.clear()
+    executor.run(pool)
+    assert backend.batches == [tuple(range(8))]  # a full batch again, in one call
+    # and a new failure lowers it again
+    retries = executor.oom_retries
+    backend.oom_above_cost_s = 60.0
+    executor.run(pool)
+    assert executor.oom_retries == retries + 2 and executor.ceiling is not None and executor.ceiling <= 4

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tingxie.errors import OutOfMemoryError
 from tingxie.planner import Batch, MemoryModel, Plan, PlanItem, plan_budgeted, plan_funasr
-from tingxie.shapes import InputShape, ShapeRule
+from tingxie.planner.shapes import InputShape, ShapeRule
 
 WHISPER = InputShape(ShapeRule.FIXED_WINDOW, 30.0)
 PARAFORMER = InputShape(ShapeRule.VARIABLE, 60.0)
@@ -275,12 +275,12 @@ def test_budgeted_properties(durations, shape, model, budget, max_batch_size, ma
 
 def test_planner_imports_no_numeric_libraries():
     code = (
-        "import sys, tingxie.planner, tingxie.sizes\n"
+        "import sys, tingxie.planner, tingxie.memory.sizes\n"
         "heavy = {'numpy', 'torch', 'ctranslate2', 'onnxruntime', 'faster_whisper', 'funasr'}\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "assert not loaded, loaded\n"
         "tingxie_modules = {m for m in sys.modules if m.startswith('tingxie')}\n"
-        "extra = tingxie_modules - {'tingxie', 'tingxie.shapes', 'tingxie.errors', 'tingxie.sizes'}\n"
+        "extra = tingxie_modules - {'tingxie', 'tingxie.planner.shapes', 'tingxie.errors', 'tingxie.memory', 'tingxie.memory.sizes'}\n"
         "assert all(m.startswith('tingxie.planner') for m in extra), extra\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

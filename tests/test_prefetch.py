@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tingxie.prefetch import prefetched
+from tingxie.engine.prefetch import prefetched
 
 
 def test_items_come_in_order():

@@ -16,20 +16,12 @@ import pytest
 
 from tingxie.backends.fake import FakeBackend
 from tingxie.errors import OutOfMemoryError
-from tingxie.memory import (
-    CpuProbe,
-    Measurement,
-    default_budget,
-    default_shapes,
-    fit_profile,
-    load_or_profile,
-    model_file_key,
-    profile_backend,
-    speech_bursts,
-    working_budget,
-)
+from tingxie.memory.budget import default_budget, working_budget
+from tingxie.memory.probes import CpuProbe, Measurement
+from tingxie.memory.profile import default_shapes, fit_profile, load_or_profile, model_file_key, profile_backend
+from tingxie.memory.signal import speech_bursts
 from tingxie.planner import MemoryModel, ProfileSample, fit_memory_model
-from tingxie.shapes import InputShape, ShapeRule
+from tingxie.planner.shapes import InputShape, ShapeRule
 
 MiB = 1024**2
 WINDOW = InputShape(ShapeRule.FIXED_WINDOW, max_item_s=30.0)

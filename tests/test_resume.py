@@ -15,7 +15,7 @@ ARGS = ["-m", "whisper-tiny.en", "--max-batch-size", "1", "-q"]  # one segment a
 
 
 def cli(*args):
-    return [sys.executable, "-m", "tingxie.cli", "transcribe", *args]
+    return [sys.executable, "-m", "tingxie.cli.main", "transcribe", *args]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`tingxie transcribe --ray-workers N`: inputs spread over Ray actors (tingxie.scaleout)."""
+"""`tingxie transcribe --ray-workers N`: inputs spread over Ray actors (tingxie.cli.scaleout)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tingxie.errors import OptionError
 from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
-from tingxie.scaleout import worker_options
+from tingxie.cli.scaleout import worker_options
 
 GiB = 2**30
 
@@ -30,7 +30,7 @@ def test_each_worker_gets_its_share_of_the_budget_and_the_cpus():
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "tingxie.cli", "transcribe", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tingxie.cli.main", "transcribe", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
 
 

@@ -14,10 +14,10 @@ from long_audio import encode_flac
 
 from tingxie.backends.fake import FakeBackend
 from tingxie.options import BatchOptions, TranscribeOptions
-from tingxie.pipeline import Transcriber
+from tingxie.engine.pipeline import Transcriber
 from tingxie.server.config import ServerConfig
 from tingxie.server.runner import running
-from tingxie.shapes import InputShape, ShapeRule
+from tingxie.planner.shapes import InputShape, ShapeRule
 
 DATA = Path(__file__).parent / "data"
 

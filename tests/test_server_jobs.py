@@ -10,7 +10,7 @@ from long_audio import english_pieces, joined
 from tingxie.server.store import JobStore
 from test_server_helpers import DATA, SlowFakeBackend, fake_transcriber, flac_bytes, server, uploads_left, wait_for
 from tingxie.options import BatchOptions, TranscribeOptions
-from tingxie.pipeline import Transcriber
+from tingxie.engine.pipeline import Transcriber
 
 SHORT = (DATA / "ljspeech" / "LJ001-0002.flac").read_bytes()  # 1.9 s: one segment
 
@@ -22,7 +22,7 @@ def long_audio_bytes():
 
 def small_windows(delay_s, max_batch_size=2):
     """A fake with 5 s windows: the 2 min input makes ~30 segments, ~15 batches."""
-    from tingxie.shapes import InputShape, ShapeRule
+    from tingxie.planner.shapes import InputShape, ShapeRule
 
     transcriber = fake_transcriber(delay_s, max_batch_size)
     transcriber.backend.shape = InputShape(ShapeRule.FIXED_WINDOW, 5.0)

@@ -13,7 +13,7 @@ import openai  # the dev extra: missing fails, never skips
 import pytest
 
 from long_audio import english_pieces, joined, write_flac
-from tingxie.evaluation import normalize_english, word_error_rate
+from tingxie.benchmark.evaluation import normalize_english, word_error_rate
 from tingxie.server.config import ServerConfig
 from tingxie.server.runner import running
 
@@ -41,7 +41,7 @@ def inputs(data_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cli_outputs(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli")
-    subprocess.run([sys.executable, "-m", "tingxie.cli", "transcribe", *map(str, inputs.values()), "-m",
+    subprocess.run([sys.executable, "-m", "tingxie.cli.main", "transcribe", *map(str, inputs.values()), "-m",
                     "whisper-tiny.en", "-o", str(out), "-q"], check=True, timeout=600, capture_output=True)
     return {name: {fmt: (out / f"{path.stem}.{fmt}").read_text() for fmt in ("txt", "srt", "vtt", "json")}
             for name, path in inputs.items()}
@@ -88,7 +88,7 @@ def test_twenty_concurrent_requests_of_mixed_lengths_all_get_their_own_transcrip
     pieces = {key: data_dir / "ljspeech" / f"{key}.flac" for key in sorted(references) if key != "jfk"}
     cases = [(path, references[key]) for key, path in pieces.items()]  # 16 clips, 1.8-10 s
     cases += [(data_dir / "jfk.flac", references["jfk"])] * 2  # 11 s, twice: identical answers
-    from tingxie.audio import decode_audio
+    from tingxie.audio.decode import decode_audio
 
     for n, keys in enumerate((["LJ001-0002", "LJ001-0008", "LJ001-0013"], ["LJ001-0001", "LJ001-0004", "LJ001-0006",
                                                                             "LJ001-0009"])):

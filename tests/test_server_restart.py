@@ -30,7 +30,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(folder / f"server-{self.port}.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tingxie.cli", "serve", "--port", str(self.port), "-m", "whisper-tiny.en",
+            [sys.executable, "-m", "tingxie.cli.main", "serve", "--port", str(self.port), "-m", "whisper-tiny.en",
              "--db", str(folder / "jobs.db"), "--max-batch-size", "1"], stderr=self.log, stdout=self.log)
         wait_for(self._healthy, timeout_s=300, interval_s=0.2)
 

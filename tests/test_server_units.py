@@ -96,7 +96,7 @@ def test_a_client_file_name_is_reduced_to_its_last_component(sent, shown):
 
 
 def test_serve_options_take_keys_from_flags_and_the_environment(monkeypatch, tmp_path):
-    from tingxie.cli import build_parser
+    from tingxie.cli.main import build_parser
     from tingxie.server.command import config_from_args
     from tingxie.server.config import keys_from_env
 

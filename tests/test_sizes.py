@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tingxie.errors import OptionError
-from tingxie.sizes import format_bytes, parse_memory_budget
+from tingxie.memory.sizes import format_bytes, parse_memory_budget
 
 GiB = 1024**3
 FREE = 8 * GiB

@@ -5,17 +5,17 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from long_audio import english_pieces, joined, write_flac
-from tingxie.audio import decode_audio
-from tingxie.audio_buffer import RollingAudio
+from tingxie.audio.decode import decode_audio
+from tingxie.audio.buffer import RollingAudio
 from tingxie.backends.fake import FakeBackend
-from tingxie.executor import Executor
-from tingxie.packing import pack_windows
+from tingxie.engine.executor import Executor
+from tingxie.engine.packing import pack_windows
 from tingxie.options import BatchOptions, TranscribeOptions, VadOptions
-from tingxie.pipeline import Transcriber
+from tingxie.engine.pipeline import Transcriber
 from tingxie.segments import AudioSegment
-from tingxie.shapes import InputShape, ShapeRule
-from tingxie.streaming import StreamState, run_windows, speech_segments
-from tingxie.vad import SpeechDetector, SpeechProbabilities, SegmentTracker, detect_speech
+from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.engine.streaming import StreamState, run_windows, speech_segments
+from tingxie.vad.detector import SpeechDetector, SpeechProbabilities, SegmentTracker, detect_speech
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The embedded models on real recordings: what a user of the default install gets."""
 
-from tingxie.evaluation import character_error_rate, normalize_chinese, normalize_english, word_error_rate
+from tingxie.benchmark.evaluation import character_error_rate, normalize_chinese, normalize_english, word_error_rate
 
 # Whisper tiny.en scores 5.6 % WER on LibriSpeech test-clean in the Whisper paper (Radford et
 # al., table 2), read speech like LJSpeech. Our normaliser keeps numerals as written, so

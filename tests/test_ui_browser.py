@@ -20,7 +20,7 @@ import pytest
 import srt
 from playwright.sync_api import expect, sync_playwright
 
-from tingxie.evaluation import normalize_english
+from tingxie.benchmark.evaluation import normalize_english
 from tingxie.server.config import ServerConfig
 from tingxie.server.runner import running
 from tingxie.ui.mount import page_mount

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from test_server_helpers import DATA, fake_transcriber, server, wait_for
-from tingxie.cli import build_parser
+from tingxie.cli.main import build_parser
 from tingxie.segments import TextSegment, Transcript
 from tingxie.server.config import ServerConfig
 from tingxie.server.runner import build

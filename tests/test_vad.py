@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tingxie.audio import decode_audio
+from tingxie.audio.decode import decode_audio
 from tingxie.errors import ModelNotFoundError
 from tingxie.options import VadOptions
-from tingxie.vad import (
+from tingxie.vad.detector import (
     FRAME,
     FRAME_S,
     FrameRules,
@@ -44,7 +44,7 @@ def jfk() -> np.ndarray:
 
 def test_model_is_found_without_importing_torch():
     # In a fresh interpreter: other tests in the same session may import torch themselves.
-    code = ("import sys, numpy as np, tingxie.vad as v; v.SpeechProbabilities().push(np.zeros(1024, np.float32)); "
+    code = ("import sys, numpy as np, tingxie.vad.detector as v; v.SpeechProbabilities().push(np.zeros(1024, np.float32)); "
             "assert v.model_path().name == 'silero_vad.onnx'; "
             "assert 'torch' not in sys.modules and 'silero_vad' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

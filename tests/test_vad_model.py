@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from long_audio import english_pieces, joined
-from tingxie.audio import decode_audio
+from tingxie.audio.decode import decode_audio
 from tingxie.errors import OptionError
 from tingxie.options import VadOptions
-from tingxie.vad import SpeechDetector
-from tingxie import vad_model
-from tingxie.vad_model import _SR, EXACT, FRAME, LANES, SEQUENTIAL, LaneLayout, SpeechProbabilities, model_path, silero_model
+from tingxie.vad.detector import SpeechDetector
+from tingxie.vad import silero as vad_model
+from tingxie.vad.silero import _SR, EXACT, FRAME, LANES, SEQUENTIAL, LaneLayout, SpeechProbabilities, model_path, silero_model
 
 JFK = Path(__file__).parent / "data" / "jfk.flac"
 SMALL = LaneLayout(lanes=3, lane_frames=20, warmup=7)  # 67-frame blocks: many blocks, a ragged end

@@ -1,6 +1,6 @@
 """Cues from timed words: where they are cut, and punctuation kept with the word it closes."""
 
-from tingxie.backends.whisper_timing import TimedWord, cues
+from tingxie.backends.whisper.timing import TimedWord, cues
 
 
 def words(*items):

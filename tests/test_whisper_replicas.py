@@ -4,10 +4,10 @@ import threading
 
 import pytest
 
-from tingxie.audio import decode_audio
+from tingxie.audio.decode import decode_audio
 from tingxie.backends.base import BackendOutOfMemory
-from tingxie.backends.whisper import WhisperBackend, cpu_replicas
-from tingxie.models import resolve_model
+from tingxie.backends.whisper.backend import WhisperBackend, cpu_replicas
+from tingxie.models.registry import resolve_model
 from tingxie.options import DecodeOptions, ModelOptions
 from tingxie.segments import AudioSegment
 

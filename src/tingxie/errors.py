@@ -6,7 +6,15 @@ class TingxieError(Exception):
 
 
 class AudioDecodeError(TingxieError):
-    """The input is missing, empty, not audio, truncated or corrupt."""
+    """The input is missing, empty, not audio, truncated or corrupt.
+
+    Its message names the input ("a.wav: empty file"); `reason` is the part after the name, for
+    a caller that prints the name itself (the CLI's one line per input names it once)."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
 
 
 class OptionError(TingxieError, ValueError):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from .errors import OptionError
-from .funasr_support.options import ParaformerOptions
+from tingxie.errors import OptionError
+from tingxie.backends.paraformer.options import ParaformerOptions
 
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")
@@ -110,7 +111,7 @@ class BatchOptions:
 
     def __post_init__(self) -> None:
         if self.memory_budget is not None:
-            from .sizes import parse_memory_budget
+            from tingxie.memory.sizes import parse_memory_budget
 
             parse_memory_budget(self.memory_budget, free_bytes=1 << 40)  # the syntax; the size is checked at run time
         _require(self.batch_size_s is None or self.batch_size_s > 0,
@@ -146,3 +147,14 @@ class TranscribeOptions:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     vad: VadOptions = field(default_factory=VadOptions)
     batch: BatchOptions = field(default_factory=BatchOptions)
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON), for a child process; from_dict validates it again on the way in."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TranscribeOptions":
+        model = dict(data.get("model", {}))
+        model["paraformer"] = ParaformerOptions(**model.get("paraformer", {}))
+        return cls(model=ModelOptions(**model), decode=DecodeOptions(**data.get("decode", {})),
+                   vad=VadOptions(**data.get("vad", {})), batch=BatchOptions(**data.get("batch", {})))

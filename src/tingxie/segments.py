@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
-from . import SAMPLE_RATE
+from tingxie import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -120,3 +122,9 @@ def join_texts(texts) -> str:
 def _is_cjk(ch: str) -> bool:
     code = ord(ch)
     return 0x3000 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
+
+
+def majority_language(results: Iterable[SegmentResult]) -> str | None:
+    """The language most of the results were recognised in (the first seen on a tie), or None."""
+    counts = Counter(result.language for result in results if result.language)
+    return counts.most_common(1)[0][0] if counts else None

@@ -1,19 +1,27 @@
-"""The one protocol every recognition backend implements.
+"""The one interface every recognition backend implements, with every optional stage declared.
 
 A backend is loaded once with its options, then asked to transcribe batches of audio segments.
-It also describes the input shape its model wants, which is all the planner needs to know
-about it: Whisper pads every item to a fixed 30 s window; Paraformer takes variable lengths.
+`Backend` names everything the pipeline, the memory planner and the server may ask of it, each
+with a type and a default here, so nothing downstream guesses (no `getattr` on a backend). A
+backend overrides what it has: Whisper its device and execution, Paraformer also its own VAD,
+its text stage over the whole recording, and a torch memory probe (httpx's transport base class
+is the model: one declared surface, one mock, tests/ for the fakes).
 """
 
 from __future__ import annotations
 
 import traceback
-from typing import Protocol, Sequence, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Protocol, Sequence
 
-from ..segments import AudioSegment, SegmentResult
-from ..shapes import InputShape, ShapeRule
+from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.segments import AudioSegment, SegmentResult, TextSegment
 
-__all__ = ["Backend", "BackendOutOfMemory", "InputShape", "ShapeRule", "is_out_of_memory", "out_of_memory"]
+if TYPE_CHECKING:
+    from tingxie.memory.probes import MemoryProbe
+
+__all__ = ["Backend", "BackendOutOfMemory", "InputShape", "ShapeRule", "SpeechDetector", "TextStream",
+           "is_out_of_memory", "out_of_memory"]
 
 # How the engines word a failed allocation: CUDA and torch ("out of memory", "can't allocate
 # memory"), C++ new inside CTranslate2 ("bad_alloc"), Windows ("not enough memory").
@@ -44,17 +52,68 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(words in message for words in _OUT_OF_MEMORY)
 
 
-@runtime_checkable
-class Backend(Protocol):
-    name: str
-    shape: InputShape
+class SpeechDetector(Protocol):
+    """A streamed VAD: chunks in, closed speech spans out (tingxie.vad.detector.SpeechDetector)."""
+
+    def push(self, chunk) -> list: ...
+
+    def finish(self) -> list: ...
+
+    def earliest_start_s(self) -> float: ...
+
+
+class TextStream(Protocol):
+    """A text stage over a whole recording's results, in time order (Paraformer's punctuation):
+    push() returns the output pieces that closed, finish() the rest."""
+
+    def push(self, results: Iterable[SegmentResult]) -> list[TextSegment]: ...
+
+    def finish(self) -> list[TextSegment]: ...
+
+
+class Backend:
+    """Base class of every backend: the required members, and each optional one with its default."""
+
+    # --- required ------------------------------------------------------------------------
+    name: str  # what the user asked for: an embedded name, a hub id, a directory
+    shape: InputShape  # the input shape the model wants: all the planner needs to know
 
     def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
         """Return one result per input, in input order. Raise BackendOutOfMemory on OOM."""
-        ...
+        raise NotImplementedError
 
-    # Optional, looked up with getattr by the pipeline and the server:
-    #   speech_detector() -> a detector replacing tingxie's Silero VAD, or None;
-    #   text_stream() -> a stage over the whole recording's results (punctuation), or None;
-    #   segment_text(result) -> the result's output pieces when segments are taken one by one
-    #     (no whole-recording stage, or the server interleaving recordings).
+    # --- where it runs (the memory profile's key and the batch cap depend on these) -------
+    model_path: Path | None = None  # its weights on disk; None: nothing to profile (no memory model)
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N", resolved
+    compute_type: str | None = None  # resolved precision, e.g. "int8", "float32"
+    threads: int | None = None  # CPU threads it uses
+    execution: str | None = None  # how a batch runs (replicas, engines): the peak depends on it
+    multilingual: bool = True  # False: an English-only model
+
+    def memory_probe(self) -> MemoryProbe:
+        """The probe that sees the memory this backend allocates. Default: the CPU's RSS, or on
+        CUDA NVML's device figures (CTranslate2's allocator cannot be asked); a torch backend
+        overrides this with torch's own allocator statistics."""
+        from tingxie.memory.probes import probe_for
+
+        return probe_for(self.device, engine="ctranslate2")
+
+    def profile_key(self) -> dict:
+        """What the memory profile depends on, besides the weights and the decode options."""
+        return {"device": self.device, "compute_type": self.compute_type, "threads": self.threads,
+                "execution": self.execution}
+
+    # --- optional pipeline stages --------------------------------------------------------
+    def speech_detector(self) -> SpeechDetector | None:
+        """A VAD of the backend's own, replacing tingxie's Silero VAD; None (default): Silero."""
+        return None
+
+    def text_stream(self) -> TextStream | None:
+        """A fresh text stage over one whole recording's results; None (default): none, each
+        segment's text is made by segment_text."""
+        return None
+
+    def segment_text(self, result: SegmentResult) -> SegmentResult:
+        """A segment's output pieces when segments are taken one by one (no whole-recording
+        stage, or the server interleaving recordings). Default: the backend's pieces as they are."""
+        return result

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..segments import AudioSegment, SegmentResult, TextSegment
-from .base import BackendOutOfMemory, InputShape, ShapeRule
+from tingxie.segments import AudioSegment, SegmentResult, TextSegment
+from tingxie.backends.base import Backend, BackendOutOfMemory, InputShape, ShapeRule
 
 
 def describe_segment(segment: AudioSegment) -> str:
@@ -18,7 +18,7 @@ def describe_segment(segment: AudioSegment) -> str:
 
 
 @dataclass
-class FakeBackend:
+class FakeBackend(Backend):
     name: str = "fake"
     shape: InputShape = InputShape(ShapeRule.VARIABLE, max_item_s=30.0)
     text_for: Callable[[AudioSegment], str] = describe_segment

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .sweep import Row
+from tingxie.benchmark.sweep import Row
 
 MIB = 1024 * 1024
 

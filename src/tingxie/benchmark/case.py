@@ -16,20 +16,15 @@ import os
 import sys
 import time
 
-from ..errors import TingxieError
-from .cases import CaseOutput, CaseSpec, load
+from tingxie.errors import TingxieError
+from tingxie.benchmark.cases import CaseOutput, CaseSpec, load
+from tingxie.memory.resources import proc_status_kib
 
 
 def _vm_hwm_bytes() -> int | None:
-    """This process's own resident high-water mark since exec (a cross-check of wait4's figure)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    """This process's own resident high-water mark since exec (a cross-check of the parent's figure)."""
+    kib = proc_status_kib("self", "VmHWM")
+    return None if kib is None else kib * 1024
 
 
 def main(argv: list[str]) -> int:

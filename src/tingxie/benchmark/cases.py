@@ -23,12 +23,15 @@ class CaseSpec:
     compute_type: str = "int8"
     beam_size: int = 5
     batch_size: int = 16  # fw-batched: batch_size; tingxie: BatchOptions.max_batch_size (0: automatic)
-    threads: int = 0  # 0: tingxie.resources.usable_cpus()
+    threads: int = 0  # 0: tingxie.memory.resources.usable_cpus()
     replicas: int = 0  # tingxie Whisper on CPU: ModelOptions.replicas (0: automatic)
     batch_size_s: float | None = None  # tingxie, funasr: FunASR's batch_size_s; None: tingxie's auto
     memory_budget: str | None = None  # tingxie auto: '1GiB', '50%' (None: its default)
     device: str = "cpu"
     timestamps: bool = True  # tingxie: word-aligned cues; False: one piece per window (as fw-batched)
+    # tingxie: every model, decode and VAD option as the command line gave them (TranscribeOptions.to_dict);
+    # the row's batching (batch_size_s, batch_size, memory_budget) is set over them. None: from the fields above.
+    options: dict | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -57,30 +60,34 @@ Run = Callable[[], CaseOutput]
 def load(spec: CaseSpec) -> Run:
     """Load the model (and VAD) for spec; return a function that transcribes spec.audio once."""
     if spec.kind == "funasr":
-        from .funasr_case import load_funasr
+        from tingxie.benchmark.funasr_case import load_funasr
 
         return load_funasr(spec)
     return _tingxie(spec) if spec.kind == "tingxie" else _faster_whisper(spec)
 
 
 def _threads(spec: CaseSpec) -> int:
-    from ..resources import usable_cpus
+    from tingxie.memory.resources import usable_cpus
 
     return spec.threads or usable_cpus()
 
 
 def _tingxie(spec: CaseSpec) -> Run:
-    from ..options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
-    from ..pipeline import Transcriber
-    from ..vad import SpeechProbabilities
+    from tingxie.options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
+    from tingxie.engine.pipeline import Transcriber
+    from tingxie.vad.detector import SpeechProbabilities
 
-    options = TranscribeOptions(
-        model=ModelOptions(name=spec.model, device=spec.device, compute_type=spec.compute_type, threads=_threads(spec),
-                           replicas=spec.replicas),
-        decode=DecodeOptions(beam_size=spec.beam_size, timestamps=spec.timestamps),
-        batch=BatchOptions(batch_size_s=spec.batch_size_s, max_batch_size=spec.batch_size or None,
-                           memory_budget=spec.memory_budget),
-    )
+    if spec.options is not None:
+        base = TranscribeOptions.from_dict(spec.options)
+    else:
+        base = TranscribeOptions(
+            model=ModelOptions(name=spec.model, device=spec.device, compute_type=spec.compute_type,
+                               threads=_threads(spec), replicas=spec.replicas),
+            decode=DecodeOptions(beam_size=spec.beam_size, timestamps=spec.timestamps),
+        )
+    options = dataclasses.replace(base, batch=BatchOptions(
+        batch_size_s=spec.batch_size_s, batch_threshold_s=base.batch.batch_threshold_s,
+        max_batch_size=spec.batch_size or None, memory_budget=spec.memory_budget))
     transcriber = Transcriber(options)
     memory = transcriber.memory
     if memory is not None:
@@ -103,7 +110,7 @@ def _faster_whisper(spec: CaseSpec) -> Run:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
     from faster_whisper.vad import get_vad_model
 
-    from ..models import resolve_model
+    from tingxie.models.registry import resolve_model
 
     model = WhisperModel(
         str(resolve_model(spec.model).path), device=spec.device, compute_type=spec.compute_type,

@@ -17,21 +17,17 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..errors import OptionError, TingxieError
+from tingxie.errors import OptionError, TingxieError
 
 USAGE_ERROR = 2
 
 
 def register(subparsers) -> None:
-    from ..models import EMBEDDED
+    from tingxie.cli.arguments import add_option_arguments
 
     bench = subparsers.add_parser("bench", help="benchmark batch_size_s values against auto under memory budgets",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("audio", help="the audio file to transcribe in every run")
-    bench.add_argument("-m", "--model", default="whisper-tiny.en",
-                       help=f"{', '.join(EMBEDDED)}, or a model directory (Whisper CTranslate2 or FunASR Paraformer)")
-    bench.add_argument("--compute-type", default="int8")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda")
     bench.add_argument("--batch-size-s", default="60,300,600",
                        help="fixed rows: batch_size_s values, FunASR semantics, comma-separated ('none': no fixed rows)")
     bench.add_argument("--budget", default=None,
@@ -42,18 +38,20 @@ def register(subparsers) -> None:
                             "(FunASR AutoModel batch_size_s; needs the funasr extra); repeatable")
     bench.add_argument("--runs", type=int, default=3, help="runs of every row; the table gives medians (default 3)")
     bench.add_argument("--reference", type=Path, default=None, help="reference transcript: adds WER to every row")
-    bench.add_argument("--beam-size", type=int, default=5)
-    bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this process may use)")
-    bench.add_argument("--max-batch-size", type=int, default=None, help="cap of the auto rows (default: tingxie's)")
     bench.add_argument("-f", "--format", choices=("all", "txt"), default="all",
                        help="what the tingxie rows produce, as `tingxie transcribe -f` would: all (word-aligned "
                             "times, the default) or txt (text only, no align pass: the baselines' granularity)")
     bench.add_argument("-o", "--out", default="tingxie-bench", help="path stem: writes STEM.json, STEM.md, STEM.png")
     bench.add_argument("--timeout", type=float, default=1800, help="seconds a run may take before it is killed")
+    # the tingxie rows' model, decode and VAD options, as `tingxie transcribe` takes them; the rows
+    # themselves vary --batch-size-s and --budget (--max-batch-size caps the auto rows)
+    add_option_arguments(bench, model_default="whisper-tiny.en", device_default="cpu", compute_type_default="int8",
+                         sweep=True)
 
 
 def options_from_args(args: argparse.Namespace):
-    from .sweep import SweepOptions, parse_baseline, parse_batch_sizes_s, parse_budgets
+    from tingxie.benchmark.sweep import SweepOptions, parse_baseline, parse_batch_sizes_s, parse_budgets
+    from tingxie.cli.arguments import options_from_args as transcribe_options
 
     if not Path(args.audio).is_file():
         raise OptionError(f"{args.audio}: no such file")
@@ -65,6 +63,7 @@ def options_from_args(args: argparse.Namespace):
         baselines=tuple(parse_baseline(text) for text in args.baseline), runs=args.runs,
         beam_size=args.beam_size, threads=args.threads, max_batch_size=args.max_batch_size,
         timestamps=args.format != "txt",
+        tingxie_options=transcribe_options(args, timestamps=args.format != "txt", sweep=True).to_dict(),
     )
     _check_model(options)
     return options
@@ -72,7 +71,7 @@ def options_from_args(args: argparse.Namespace):
 
 def _check_model(options) -> None:
     """Unknown models and baselines that cannot run this model fail here, before any child."""
-    from ..models import resolve_model
+    from tingxie.models.registry import resolve_model
 
     family = resolve_model(options.model).family  # raises ModelNotFoundError, a one-line error
     for baseline in options.baselines:
@@ -90,17 +89,17 @@ def read_reference(path: Path) -> str:
 
 
 def device_description(device: str) -> str:
-    from ..resources import usable_cpus
-    from .report import cpu_model
+    from tingxie.memory.resources import usable_cpus
+    from tingxie.benchmark.report import cpu_model
 
     return f"{device}; CPU {cpu_model()}, {usable_cpus()} usable CPUs"
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..writers.atomic import atomic_write_text
-    from . import bench_report
-    from .runner import CaseFailed, CaseRejected, run_cases
-    from .sweep import build_rows, goals, rows_from_results
+    from tingxie.writers.atomic import atomic_write_text
+    from tingxie.benchmark import bench_report
+    from tingxie.benchmark.runner import CaseFailed, CaseRejected, run_cases
+    from tingxie.benchmark.sweep import build_rows, goals, rows_from_results
 
     try:
         options = options_from_args(args)

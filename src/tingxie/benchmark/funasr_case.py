@@ -8,7 +8,7 @@ CPU, as FunASR does). The VAD's time is therefore not in this case's wall time.
 
 from __future__ import annotations
 
-from .cases import CaseOutput, CaseSpec, Run
+from tingxie.benchmark.cases import CaseOutput, CaseSpec, Run
 
 FUNASR_DEFAULT_BATCH_SIZE_S = 300  # AutoModel.inference_with_vad's default
 
@@ -31,8 +31,8 @@ def given_spans_vad(spans_ms: list[list[int]]):
 def funasr_batches(spans_ms: list[list[int]], batch_size_s: float, device: str):
     """The batches FunASR forms from these spans: on CPU it sets the budget to 0 (one segment a
     batch); elsewhere its batch_size_s grouping, which tingxie's planner reproduces exactly."""
-    from ..planner import PlanItem, plan_funasr
-    from ..shapes import InputShape, ShapeRule
+    from tingxie.planner import PlanItem, plan_funasr
+    from tingxie.planner.shapes import InputShape, ShapeRule
 
     items = [PlanItem(i, (end - start) / 1000) for i, (start, end) in enumerate(spans_ms)]
     return plan_funasr(items, 0 if device == "cpu" else batch_size_s, None, InputShape(ShapeRule.VARIABLE, 1e9))
@@ -41,10 +41,10 @@ def funasr_batches(spans_ms: list[list[int]], batch_size_s: float, device: str):
 def load_funasr(spec: CaseSpec) -> Run:
     from funasr import AutoModel
 
-    from .. import SAMPLE_RATE
-    from ..audio import decode_audio
-    from ..resources import usable_cpus
-    from ..vad import detect_speech
+    from tingxie import SAMPLE_RATE
+    from tingxie.audio.decode import decode_audio
+    from tingxie.memory.resources import usable_cpus
+    from tingxie.vad.detector import detect_speech
 
     audio = decode_audio(spec.audio)
     spans_ms = [[round(s.start * 1000), round(s.end * 1000)] for s in detect_speech(audio)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-from .runner import CaseResult
+from tingxie.benchmark.runner import CaseResult
 
 MIB = 1024 * 1024
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..evaluation import normalize_english, word_error_rate
-from ..resources import current_rss_bytes, proc_status_kib
-from .cases import CaseSpec
+from tingxie.benchmark.evaluation import normalize_english, word_error_rate
+from tingxie.memory.resources import current_rss_bytes, proc_status_kib
+from tingxie.benchmark.cases import CaseSpec
 
 
 class CaseFailed(RuntimeError):

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import defaultdict
 
-from .. import SAMPLE_RATE
+from tingxie import SAMPLE_RATE
 
 
 class Timers:
@@ -102,8 +102,9 @@ def _patched(owner, name: str, replacement):
 
 
 def profile_tingxie(audio: str, model: str, beam_size: int, max_batch_size: int) -> dict:
-    from .. import pipeline, vad
-    from ..options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
+    from tingxie.engine import pipeline
+    from tingxie.vad import detector as vad
+    from tingxie.options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
 
     started = time.perf_counter()
     transcriber = pipeline.Transcriber(TranscribeOptions(
@@ -152,8 +153,8 @@ def profile_faster_whisper(audio: str, model: str, beam_size: int, batch_size: i
     from faster_whisper import transcribe as fw
     from faster_whisper.vad import get_vad_model
 
-    from ..models import resolve_model
-    from ..resources import usable_cpus
+    from tingxie.models.registry import resolve_model
+    from tingxie.memory.resources import usable_cpus
 
     whisper = WhisperModel(str(resolve_model(model).path), device="cpu", compute_type="int8", cpu_threads=usable_cpus())
     get_vad_model()

@@ -11,12 +11,12 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from ..errors import OptionError
-from ..sizes import parse_memory_budget
-from .cases import CaseSpec
-from .funasr_case import FUNASR_DEFAULT_BATCH_SIZE_S
-from .report import paired_wall_ratio
-from .runner import CaseResult, RunRecord
+from tingxie.errors import OptionError
+from tingxie.memory.sizes import parse_memory_budget
+from tingxie.benchmark.cases import CaseSpec
+from tingxie.benchmark.funasr_case import FUNASR_DEFAULT_BATCH_SIZE_S
+from tingxie.benchmark.report import paired_wall_ratio
+from tingxie.benchmark.runner import CaseResult, RunRecord
 
 BASELINE_KINDS = ("fw-batched", "funasr")
 DEFAULT_FW_BATCH_SIZES = (4, 8)
@@ -44,6 +44,9 @@ class SweepOptions:
     threads: int = 0
     max_batch_size: int | None = None  # tingxie auto rows; None: its automatic cap
     timestamps: bool = True  # tingxie rows: word-aligned times (-f all); False: text only (-f txt)
+    # the tingxie rows' model, decode and VAD options from the shared flags (TranscribeOptions.to_dict);
+    # None: built from the fields above
+    tingxie_options: dict | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.runs <= 100:
@@ -137,7 +140,7 @@ def build_rows(options: SweepOptions) -> list[RowSpec]:
     """Fixed batch_size_s rows, then one auto row per budget, then the baselines."""
     common = dict(audio=options.audio, model=options.model, compute_type=options.compute_type,
                   beam_size=options.beam_size, threads=options.threads, device=options.device)
-    tingxie = dict(common, timestamps=options.timestamps)
+    tingxie = dict(common, timestamps=options.timestamps, options=options.tingxie_options)
     rows = [RowSpec(CaseSpec(f"batch_size_s={_fmt(s)}", "tingxie", batch_size=0, batch_size_s=s, **tingxie), s)
             for s in options.batch_sizes_s]
     for budget in options.budgets:

@@ -1,25 +1,7 @@
-"""Measuring memory: probes per device, and the start-up profile run that fits a MemoryModel."""
+"""Measuring memory: probes per device (`probes`), the start-up profile run that fits a MemoryModel
+(`profile`, cached by `cache`), budgets (`budget`, `sizes`), what this process holds (`resources`),
+and the memory side of planning for a loaded backend (`planning`).
 
-from .budget import DEFAULT_BUDGET_FRACTION, default_budget, working_budget
-from .probes import CpuProbe, Measurement, MemoryProbe, NvmlCudaProbe, TorchCudaProbe, probe_for
-from .profile import ProfileSamples, default_shapes, fit_profile, load_or_profile, model_file_key, profile_backend
-from .signal import speech_bursts
-
-__all__ = [
-    "DEFAULT_BUDGET_FRACTION",
-    "CpuProbe",
-    "Measurement",
-    "MemoryProbe",
-    "NvmlCudaProbe",
-    "ProfileSamples",
-    "TorchCudaProbe",
-    "default_budget",
-    "default_shapes",
-    "fit_profile",
-    "load_or_profile",
-    "model_file_key",
-    "probe_for",
-    "profile_backend",
-    "speech_bursts",
-    "working_budget",
-]
+Nothing is imported here: `tingxie.memory.sizes` must stay importable without numpy (the options
+and the pure planner use it).
+"""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import OutOfMemoryError
-from ..planner.memory_model import format_bytes
-from .probes import MemoryProbe
+from tingxie.errors import OutOfMemoryError
+from tingxie.planner.memory_model import format_bytes
+from tingxie.memory.probes import MemoryProbe
 
 # Of what the process could reach (held now + still available), the default lets tingxie plan
 # with 70 %. The rest covers what the fit cannot see: allocator caches that stay resident
@@ -18,9 +18,15 @@ DEFAULT_BUDGET_FRACTION = 0.7
 
 def default_budget(probe: MemoryProbe, fraction: float = DEFAULT_BUDGET_FRACTION) -> int:
     """The total budget (model included) when the user names none."""
+    return default_total(probe.current_bytes(), probe.available_bytes(), fraction)
+
+
+def default_total(held_bytes: int, available_bytes: int, fraction: float = DEFAULT_BUDGET_FRACTION) -> int:
+    """The one rule for the default budget: a share of what the process could reach, what it
+    holds now plus what is still available (a parent that holds no model: held 0)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], not {fraction}")
-    return int(fraction * (probe.current_bytes() + probe.available_bytes()))
+    return int(fraction * (held_bytes + available_bytes))
 
 
 def working_budget(total_budget_bytes: int, probe: MemoryProbe) -> int:

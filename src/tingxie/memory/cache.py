@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..planner.memory_model import MemoryModel
+from tingxie.planner.memory_model import MemoryModel
 
 log = logging.getLogger(__name__)
 

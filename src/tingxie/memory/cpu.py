@@ -9,8 +9,9 @@ from typing import Callable, Iterator
 
 import psutil
 
-from .cgroup import cgroup_headroom
-from .region import DEFAULT_SAMPLE_INTERVAL_S, Measurement, PeakSampler
+from tingxie.memory.cgroup import cgroup_headroom
+from tingxie.memory.resources import status_file_kib
+from tingxie.memory.region import DEFAULT_SAMPLE_INTERVAL_S, Measurement, PeakSampler
 
 
 class CpuProbe:
@@ -104,14 +105,7 @@ class CpuProbe:
             return False
 
     def _status_kib(self, field: str) -> int | None:
-        try:
-            with open(self._status) as f:
-                for line in f:
-                    if line.startswith(field + ":"):
-                        return int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
-        return None
+        return status_file_kib(self._status, field)
 
 
 def _load_malloc_trim():

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from ..errors import TingxieError
-from .region import DEFAULT_SAMPLE_INTERVAL_S, Measurement, PeakSampler
+from tingxie.errors import TingxieError
+from tingxie.memory.region import DEFAULT_SAMPLE_INTERVAL_S, Measurement, PeakSampler
 
 
 def cuda_index(device: str) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import ContextManager, Protocol, runtime_checkable
 
-from ..errors import TingxieError
-from .cpu import CpuProbe
-from .cuda import NvmlCudaProbe, TorchCudaProbe, cuda_index
-from .region import Measurement
+from tingxie.errors import TingxieError
+from tingxie.memory.cpu import CpuProbe
+from tingxie.memory.cuda import NvmlCudaProbe, TorchCudaProbe, cuda_index
+from tingxie.memory.region import Measurement
 
 __all__ = ["CpuProbe", "Measurement", "MemoryProbe", "NvmlCudaProbe", "TorchCudaProbe", "probe_for"]
 

@@ -15,17 +15,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .. import SAMPLE_RATE, __version__
-from ..backends.base import Backend, BackendOutOfMemory
-from ..errors import OutOfMemoryError
-from ..models import cache_dir
-from ..planner.memory_model import DEFAULT_MARGIN, MemoryModel, ProfileSample, fit_memory_model, format_bytes
-from ..segments import AudioSegment
-from ..shapes import InputShape, ShapeRule
-from . import cache
-from .budget import default_budget, working_budget
-from .probes import MemoryProbe
-from .signal import speech_bursts
+from tingxie import SAMPLE_RATE, __version__
+from tingxie.backends.base import Backend, BackendOutOfMemory
+from tingxie.errors import OutOfMemoryError
+from tingxie.models.registry import cache_dir
+from tingxie.planner.memory_model import DEFAULT_MARGIN, MemoryModel, ProfileSample, fit_memory_model, format_bytes
+from tingxie.segments import AudioSegment
+from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.memory import cache
+from tingxie.memory.budget import default_budget, working_budget
+from tingxie.memory.probes import MemoryProbe
+from tingxie.memory.signal import speech_bursts
 
 __all__ = [
     "ProfileSamples",

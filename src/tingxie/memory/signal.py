@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from tingxie import SAMPLE_RATE
 
 DEFAULT_VOICED_S = 2.0
 

@@ -5,15 +5,28 @@ Two modes: plan_funasr reproduces FunASR's `batch_size_s` grouping; plan_budgete
 sizes batches to a memory budget with a fitted MemoryModel.
 """
 
-from .budgeted import DEFAULT_MAX_PADDING_WASTE, plan_budgeted
-from .funasr_compat import FUNASR_DEFAULT_THRESHOLD_S, plan_funasr
-from .memory_model import MemoryModel, ProfileSample, fit_memory_model, format_bytes, min_budget
-from .plan import Batch, PaddingTally, Plan, PlanItem, padding_waste
+from tingxie.planner.budgeted import plan_budgeted
+from tingxie.planner.constraint import (
+    DEFAULT_MAX_PADDING_WASTE,
+    UNMEASURED,
+    BatchConstraint,
+    BudgetConstraint,
+    FunasrConstraint,
+    longest_prefix,
+)
+from tingxie.planner.funasr_compat import FUNASR_DEFAULT_THRESHOLD_S, plan_funasr
+from tingxie.planner.memory_model import MemoryModel, ProfileSample, fit_memory_model, format_bytes, min_budget
+from tingxie.planner.plan import Batch, PaddingTally, Plan, PlanItem, padding_waste
 
 __all__ = [
     "DEFAULT_MAX_PADDING_WASTE",
     "FUNASR_DEFAULT_THRESHOLD_S",
     "Batch",
+    "BatchConstraint",
+    "BudgetConstraint",
+    "FunasrConstraint",
+    "UNMEASURED",
+    "longest_prefix",
     "MemoryModel",
     "PaddingTally",
     "Plan",

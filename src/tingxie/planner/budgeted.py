@@ -5,17 +5,11 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable
 
-from ..errors import OutOfMemoryError
-from ..shapes import InputShape, ShapeRule
-from .memory_model import MemoryModel, format_bytes
-from .plan import Batch, Plan, PlanItem, check_unique_ids
-
-# A batch of variable-length items may be at most this much padding. Padded seconds cost the
-# same compute as speech, so waste is lost throughput; an extra batch costs one more launch,
-# which is small next to seconds of audio. A batch the cap closes is followed by one whose
-# longest item is under 0.8 of its own, so lengths from 0.25 s to 30 s cost at most about 21
-# extra batches (log 120 / log 1.25) over what the memory budget alone would give.
-DEFAULT_MAX_PADDING_WASTE = 0.2
+from tingxie.errors import OutOfMemoryError
+from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.planner.memory_model import MemoryModel, format_bytes
+from tingxie.planner.constraint import DEFAULT_MAX_PADDING_WASTE, BudgetConstraint
+from tingxie.planner.plan import Batch, Plan, PlanItem, check_unique_ids
 
 
 def plan_budgeted(
@@ -47,27 +41,12 @@ def plan_budgeted(
     does not fit.
     """
     items = check_unique_ids(items)
-    if budget_bytes <= 0:
-        raise ValueError(f"budget_bytes must be positive, not {budget_bytes}")
-    if max_batch_size < 1:
-        raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
-    if max_padded_s is not None and not max_padded_s > 0:
-        raise ValueError(f"max_padded_s must be positive, not {max_padded_s}")
-    if not 0 <= max_padding_waste <= 1:
-        raise ValueError(f"max_padding_waste must be between 0 and 1, not {max_padding_waste}")
+    constraint = BudgetConstraint(shape, memory_model, budget_bytes, max_batch_size, max_padded_s, max_padding_waste)
     speech_s = math.fsum(item.duration for item in items)  # exact, so independent of order
     if not items:
         return Plan(batches=(), mode="budgeted", speech_s=speech_s)
 
-    def fits(size: int, item_s: float) -> bool:
-        if size == 1:
-            return memory_model.predict(1, item_s) <= budget_bytes
-        return (
-            size <= max_batch_size
-            and (max_padded_s is None or size * item_s <= max_padded_s)
-            and memory_model.predict(size, item_s) <= budget_bytes
-        )
-
+    fits = constraint.fits
     # Predictions never fall as T grows, so if the longest item fits alone, every item does.
     longest_s = shape.max_item_s if shape.rule is ShapeRule.FIXED_WINDOW else max(i.duration for i in items)
     if not fits(1, longest_s):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from ..shapes import InputShape
-from .plan import Batch, Plan, PlanItem, check_unique_ids
+from tingxie.planner.shapes import InputShape
+from tingxie.planner.plan import Batch, Plan, PlanItem, check_unique_ids
 
 FUNASR_DEFAULT_THRESHOLD_S = 60  # FunASR's default for batch_size_threshold_s
 

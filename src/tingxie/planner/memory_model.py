@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Sequence
 
-from ..shapes import InputShape
+from tingxie.planner.shapes import InputShape
 
 DEFAULT_MARGIN = 0.10  # peaks vary run to run with allocator caching and fragmentation
 
@@ -55,7 +55,7 @@ def min_budget(shape: InputShape, model: MemoryModel) -> int:
 
 
 def format_bytes(n: int | float) -> str:
-    """'512 B', '1.5 GiB', '412.3 MiB'. Lives here because the planner may not import tingxie.sizes."""
+    """'512 B', '1.5 GiB', '412.3 MiB'. Lives here because the planner may not import tingxie.memory.sizes."""
     sign = "-" if n < 0 else ""
     n = abs(n)
     if n < 1024:

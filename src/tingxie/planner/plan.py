@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..shapes import InputShape
+from tingxie.planner.shapes import InputShape
 
 
 @dataclass(frozen=True)

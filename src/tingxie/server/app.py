@@ -17,18 +17,18 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .. import __version__
-from ..audio import probe_duration
-from ..errors import AudioDecodeError
-from .api_errors import ApiError, bad_request
-from .config import ServerConfig
-from .form import read_request, remove_quietly, save_upload
-from .formats import RESPONSE_FORMATS, render
-from .guard import Guard
-from .limits import duration_error
-from .metrics import Metrics
-from .service import TranscriptionService
-from .work import Work
+from tingxie import __version__
+from tingxie.audio.decode import probe_duration
+from tingxie.errors import AudioDecodeError
+from tingxie.server.api_errors import ApiError, bad_request
+from tingxie.server.config import ServerConfig
+from tingxie.server.form import read_request, remove_quietly, save_upload
+from tingxie.server.formats import RESPONSE_FORMATS, render
+from tingxie.server.guard import Guard
+from tingxie.server.limits import duration_error
+from tingxie.server.metrics import Metrics
+from tingxie.server.service import TranscriptionService
+from tingxie.server.work import Work
 
 DISCONNECT_POLL_S = 1.0
 

@@ -6,11 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import OptionError
+from tingxie.errors import OptionError
 
 
 def default_db_path() -> Path:
-    from ..models import cache_dir
+    from tingxie.models.registry import cache_dir
 
     return cache_dir() / "server" / "tingxie-server.db"
 

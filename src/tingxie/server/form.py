@@ -17,10 +17,10 @@ from typing import BinaryIO
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from .api_errors import ApiError, bad_request
-from .formats import RESPONSE_FORMATS
-from .limits import upload_error
-from .work import RequestOptions
+from tingxie.server.api_errors import ApiError, bad_request
+from tingxie.server.formats import RESPONSE_FORMATS
+from tingxie.server.limits import upload_error
+from tingxie.server.work import RequestOptions
 
 GRANULARITIES = ("segment", "word")
 

@@ -12,10 +12,10 @@ import math
 import zlib
 from typing import Iterable
 
-from ..segments import RunStats, Transcript
-from ..writers import render as render_file
-from ..writers.cues import cue_span
-from .store import FinishedSegment
+from tingxie.segments import RunStats, Transcript, majority_language
+from tingxie.writers import render as render_file
+from tingxie.writers.cues import cue_span
+from tingxie.server.store import FinishedSegment
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json", "text": "text/plain; charset=utf-8",
@@ -25,9 +25,7 @@ MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json", "
 def build_transcript(finished: Iterable[FinishedSegment], *, source: str, model: str, stats: RunStats) -> Transcript:
     """The transcript as the CLI builds it: pieces in time order, the most common language."""
     results = [f.result for f in sorted(finished, key=lambda f: f.index)]
-    languages = [r.language for r in results if r.language]
-    return Transcript(source=source, model=model,
-                      language=max(set(languages), key=languages.count) if languages else None,
+    return Transcript(source=source, model=model, language=majority_language(results),
                       segments=[piece for r in results for piece in r.pieces], stats=stats)
 
 

@@ -12,9 +12,9 @@ import json
 import logging
 import time
 
-from .api_errors import ApiError
-from .limits import MULTIPART_SLACK_BYTES, upload_error
-from .metrics import Metrics
+from tingxie.server.api_errors import ApiError
+from tingxie.server.limits import MULTIPART_SLACK_BYTES, upload_error
+from tingxie.server.metrics import Metrics
 
 log = logging.getLogger("tingxie.server.access")
 DRAIN_CAP_BYTES = 16 * 2**20

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..sizes import format_bytes
-from .api_errors import ApiError
+from tingxie.memory.sizes import format_bytes
+from tingxie.server.api_errors import ApiError
 
 MULTIPART_SLACK_BYTES = 64 * 1024  # form fields and part headers around the file
 

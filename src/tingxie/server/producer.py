@@ -14,15 +14,15 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .. import SAMPLE_RATE
-from ..audio import decode_chunks
-from ..errors import AudioDecodeError
-from ..pipeline import CHUNK_S, Transcriber
-from ..streaming import StreamState
-from .api_errors import ApiError, bad_request
-from .limits import duration_error
-from .scheduler import Scheduler
-from .work import Work
+from tingxie import SAMPLE_RATE
+from tingxie.audio.decode import decode_chunks
+from tingxie.errors import AudioDecodeError
+from tingxie.engine.pipeline import CHUNK_S, Transcriber
+from tingxie.engine.streaming import StreamState
+from tingxie.server.api_errors import ApiError, bad_request
+from tingxie.server.limits import duration_error
+from tingxie.server.scheduler import Scheduler
+from tingxie.server.work import Work
 
 log = logging.getLogger("tingxie.server")
 

@@ -13,11 +13,11 @@ from typing import Callable, Iterator
 
 import uvicorn
 
-from ..pipeline import Transcriber
-from .app import create_app
-from .config import ServerConfig
-from .metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
-from .service import TranscriptionService
+from tingxie.engine.pipeline import Transcriber
+from tingxie.server.app import create_app
+from tingxie.server.config import ServerConfig
+from tingxie.server.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
+from tingxie.server.service import TranscriptionService
 
 Mount = Callable[[object, TranscriptionService], None]  # adds routes to the FastAPI app (the web page)
 
@@ -30,7 +30,7 @@ def build(transcriber: Transcriber, config: ServerConfig, mount: Mount | None = 
 
 
 def _register(metrics: Metrics, service: TranscriptionService) -> None:
-    from ..resources import current_rss_bytes, peak_rss_bytes
+    from tingxie.memory.resources import current_rss_bytes, peak_rss_bytes
 
     def speed() -> float:
         busy = metrics.value("tingxie_busy_seconds_total")

@@ -19,21 +19,22 @@ import threading
 import time
 from typing import Protocol
 
-from ..backends.base import Backend
-from ..errors import OutOfMemoryError
-from ..executor import Executor
-from ..memory_planning import MemoryPlanner
-from ..planner import MemoryModel, PlanItem, plan_budgeted
-from ..resources import peak_rss_bytes
-from ..segments import AudioSegment, SegmentResult
-from .api_errors import ApiError
-from .fairness import admitted_lanes, fair_order
-from .metrics import Metrics
-from .store import FinishedSegment
-from .work import Work
+from tingxie.backends.base import Backend
+from tingxie.errors import OutOfMemoryError
+from tingxie.engine.executor import Executor
+from tingxie.memory.planning import MemoryPlanner
+from tingxie.engine.batching import constraint_for
+from tingxie.options import BatchOptions
+from tingxie.planner import longest_prefix
+from tingxie.memory.resources import peak_rss_bytes
+from tingxie.segments import AudioSegment, SegmentResult
+from tingxie.server.api_errors import ApiError
+from tingxie.server.fairness import admitted_lanes, fair_order
+from tingxie.server.metrics import Metrics
+from tingxie.server.store import FinishedSegment
+from tingxie.server.work import Work
 
 log = logging.getLogger("tingxie.server")
-UNMEASURED = MemoryModel(0.0, 0.0, 0.0)
 WINDOWS_PER_QUANTUM = 4  # a work of up to 4 full windows (2 min for Whisper) keeps its arrival order
 
 
@@ -46,22 +47,23 @@ class Sink(Protocol):
 
 
 class Scheduler:
-    def __init__(self, backend: Backend, memory: MemoryPlanner | None, max_batch_size: int, sink: Sink,
+    def __init__(self, backend: Backend, memory: MemoryPlanner | None, batch: BatchOptions, sink: Sink,
                  metrics: Metrics, *, max_active: int = 0, queued_per_work: int = 0,
                  quantum_s: float | None = None):
         self.backend = backend
         self.memory = memory
-        self.max_batch_size = max_batch_size
+        self.batch = batch  # resolved for the backend's device (Transcriber): its cap is set
+        self.max_batch_size = batch.batch_cap()
         self.sink = sink
         self.metrics = metrics
         self.max_active = max_active
-        self.queued_per_work = queued_per_work or max_batch_size
+        self.queued_per_work = queued_per_work or self.max_batch_size
         self.quantum_s = WINDOWS_PER_QUANTUM * backend.shape.max_item_s if quantum_s is None else quantum_s
         self.executor = Executor(backend)
         # Recordings are interleaved, so each segment's text is made on its own (Paraformer: its
         # words punctuated into sentences); a backend without that stage keeps its pieces.
-        self._segment_text = getattr(backend, "segment_text", lambda result: result)
-        self.executor.after_batch = getattr(memory, "after_batch", None)  # the allocator's cache back between batches
+        self._segment_text = backend.segment_text
+        self.executor.after_batch = memory.after_batch if memory else None  # the allocator's cache back between batches
         self.cond = threading.Condition()
         self.works: list[Work] = []  # not yet terminal, in admission order
         self._ids = itertools.count()
@@ -168,24 +170,16 @@ class Scheduler:
         return self.backend.shape.padded_seconds([segment.duration])
 
     def _fits(self, candidates: list[tuple[Work, AudioSegment]]) -> int:
-        """The longest prefix the planner runs as one batch under the budget now."""
-        model, budget = UNMEASURED, 1
+        """The longest prefix that runs as one batch under the batch rule and the budget now."""
+        model = budget = None
         if self.memory is not None:
             try:
                 model, budget = self.memory.model, self.memory.working_budget()
             except OutOfMemoryError:
                 return 1  # the resident set fills the budget: one at a time, OOM retries if need be
-        items = [PlanItem(i, segment.duration) for i, (_, segment) in enumerate(candidates)]
-        size = 1
-        for k in range(2, len(items) + 1):
-            try:
-                plan = plan_budgeted(items[:k], self.backend.shape, model, budget, k)
-            except OutOfMemoryError:
-                break
-            if len(plan.batches) != 1:
-                break
-            size = k
-        return size
+        constraint = constraint_for(self.backend.shape, self.batch, memory_model=model, working_budget_bytes=budget,
+                                    ceiling=self.executor.ceiling)
+        return longest_prefix(constraint, [segment.duration for _, segment in candidates])
 
     def _run(self, taken: dict[Work, list[AudioSegment]]) -> None:
         owners: dict[int, tuple[Work, AudioSegment]] = {}

@@ -14,19 +14,19 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline import Transcriber
-from ..resources import peak_rss_bytes
-from ..segments import RunStats, Transcript
-from .api_errors import ApiError, bad_request
-from .config import ServerConfig
-from .form import remove_quietly
-from .formats import build_transcript
-from .limits import queue_full_error
-from .metrics import Metrics
-from .producer import start_producer
-from .scheduler import Scheduler
-from .store import FinishedSegment, JobRecord, JobStore
-from .work import RequestOptions, Work
+from tingxie.engine.pipeline import Transcriber
+from tingxie.memory.resources import peak_rss_bytes
+from tingxie.segments import RunStats, Transcript
+from tingxie.server.api_errors import ApiError, bad_request
+from tingxie.server.config import ServerConfig
+from tingxie.server.form import remove_quietly
+from tingxie.server.formats import build_transcript
+from tingxie.server.limits import queue_full_error
+from tingxie.server.metrics import Metrics
+from tingxie.server.producer import start_producer
+from tingxie.server.scheduler import Scheduler
+from tingxie.server.store import FinishedSegment, JobRecord, JobStore
+from tingxie.server.work import RequestOptions, Work
 
 log = logging.getLogger("tingxie.server")
 
@@ -37,7 +37,7 @@ class TranscriptionService:
         self.config = config
         self.metrics = metrics
         self.store = JobStore(config.db_path)
-        self.scheduler = Scheduler(transcriber.backend, transcriber.memory, transcriber.options.batch.max_batch_size,
+        self.scheduler = Scheduler(transcriber.backend, transcriber.memory, transcriber.options.batch,
                                    self, metrics, max_active=config.max_active,
                                    queued_per_work=config.queued_segments_per_job,
                                    quantum_s=config.fairness_quantum_s)
@@ -81,7 +81,7 @@ class TranscriptionService:
             raise bad_request(f"model {options.model!r} is not loaded; this server serves {self.model_name!r} "
                               f"(also as {', '.join(self.config.model_aliases)})", param="model", code="model_not_found")
         loaded = self.transcriber.options.decode
-        english_only = not getattr(self.transcriber.backend, "multilingual", True)
+        english_only = not self.transcriber.backend.multilingual
         if options.language and options.language != loaded.language and not (
                 english_only and options.language == "en" and loaded.language is None):
             serving = f"language {loaded.language!r}" if loaded.language else "per-window language detection"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..segments import SegmentResult, TextSegment
+from tingxie.segments import SegmentResult, TextSegment
 
 SCHEMA_VERSION = 2
 _SCHEMA = """

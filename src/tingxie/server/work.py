@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..segments import AudioSegment
-from .api_errors import ApiError
-from .store import FinishedSegment
+from tingxie.segments import AudioSegment
+from tingxie.server.api_errors import ApiError
+from tingxie.server.store import FinishedSegment
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -12,15 +12,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import TingxieError
-from ..options import BatchOptions, DecodeOptions, parse_batch_size
-from ..segments import Transcript
-from ..server.api_errors import ApiError
-from ..server.app import probe_upload
-from ..server.form import remove_quietly, save_upload
-from ..server.service import TranscriptionService
-from ..server.work import RequestOptions
-from .page_runner import PageRunner
+from tingxie.errors import TingxieError
+from tingxie.options import BatchOptions, DecodeOptions, parse_batch_size
+from tingxie.segments import Transcript
+from tingxie.server.api_errors import ApiError
+from tingxie.server.app import probe_upload
+from tingxie.server.form import remove_quietly, save_upload
+from tingxie.server.service import TranscriptionService
+from tingxie.server.work import RequestOptions
+from tingxie.ui.page_runner import PageRunner
 
 AUTO_LANGUAGE = "auto"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import bench_panel
-from .jobs import AUTO_LANGUAGE, PageChoices, PageError, PageJobs
-from ..writers import FORMATS
-from .view import figures, result_files, status_line, timed_text
+from tingxie.ui import bench_panel
+from tingxie.ui.jobs import AUTO_LANGUAGE, PageChoices, PageError, PageJobs
+from tingxie.writers import FORMATS
+from tingxie.ui.view import figures, result_files, status_line, timed_text
 
 log = logging.getLogger("tingxie.ui")
 LANGUAGES = (AUTO_LANGUAGE, "en", "zh", "ja", "ko", "de", "fr", "es", "it", "pt", "ru", "ar", "hi")

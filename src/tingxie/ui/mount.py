@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..server.service import TranscriptionService
-from ..server.store import JobStore
+from tingxie.server.service import TranscriptionService
+from tingxie.server.store import JobStore
 
 PATH = "/ui"
 
@@ -17,14 +17,14 @@ def page_mount(bench_results: Path | None = None, *, root_redirect: bool = False
         import gradio as gr
         from fastapi.responses import RedirectResponse
 
-        from ..models import EMBEDDED
-        from .jobs import PageJobs
-        from .layout import build_page
-        from .page_runner import PageRunner
+        from tingxie.models.registry import EMBEDDED
+        from tingxie.ui.jobs import PageJobs
+        from tingxie.ui.layout import build_page
+        from tingxie.ui.page_runner import PageRunner
 
         db = Path(service.config.db_path)
         runner = PageRunner(JobStore(db.with_name(db.stem + "-page.db")),
-                            max_duration_s=service.config.max_duration_s)
+                            max_duration_s=service.config.max_duration_s, base=service.transcriber.options)
         jobs = PageJobs(service, runner, service.config.uploads.with_name("page-uploads"))
         runner.start()
         service.stop_hooks.append(runner.stop)

@@ -9,6 +9,7 @@ after a reload, and a server restart resumes them from their last finished windo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -16,16 +17,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import TingxieError
-from ..options import BatchOptions, DecodeOptions, ModelOptions, TranscribeOptions
-from ..pipeline import Transcriber
-from ..resources import peak_rss_bytes
-from ..segments import Transcript
-from ..server.api_errors import ApiError
-from ..server.form import remove_quietly
-from ..server.limits import duration_error
-from ..server.service import record_view, stored_transcript
-from ..server.store import FinishedSegment, JobStore
+from tingxie.errors import TingxieError
+from tingxie.options import TranscribeOptions
+from tingxie.engine.pipeline import Transcriber
+from tingxie.memory.resources import peak_rss_bytes
+from tingxie.segments import Transcript
+from tingxie.server.api_errors import ApiError
+from tingxie.server.form import remove_quietly
+from tingxie.server.limits import duration_error
+from tingxie.server.service import record_view, stored_transcript
+from tingxie.server.store import FinishedSegment, JobStore
 
 log = logging.getLogger("tingxie.ui")
 Loader = Callable[[TranscribeOptions], Transcriber]
@@ -35,18 +36,24 @@ class _Stopped(Exception):
     """Raised from the progress callback: the job was cancelled or the server is stopping."""
 
 
-def transcribe_options(options: dict) -> TranscribeOptions:
-    """A page job's stored choices as the engine's options."""
-    return TranscribeOptions(
-        model=ModelOptions(name=options["model"]),
-        decode=DecodeOptions(language=options.get("language")),
-        batch=BatchOptions(batch_size_s=options.get("batch_size_s"), memory_budget=options.get("memory_budget")),
+def transcribe_options(options: dict, base: TranscribeOptions | None = None) -> TranscribeOptions:
+    """A page job's stored choices over the server's own options (its command line: device,
+    threads, VAD, ...), as the engine's options."""
+    base = base or TranscribeOptions()
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, name=options["model"]),
+        decode=dataclasses.replace(base.decode, language=options.get("language")),
+        batch=dataclasses.replace(base.batch, batch_size_s=options.get("batch_size_s"),
+                                  memory_budget=options.get("memory_budget")),
     )
 
 
 class PageRunner:
-    def __init__(self, store: JobStore, load: Loader = Transcriber, max_duration_s: float | None = None):
+    def __init__(self, store: JobStore, load: Loader = Transcriber, max_duration_s: float | None = None,
+                 base: TranscribeOptions | None = None):
         self.store = store
+        self._base = base or TranscribeOptions()
         self._load = load
         self._max_duration_s = max_duration_s
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -133,7 +140,7 @@ class PageRunner:
             self.store.record(job_id, [_finished(result) for result in window.results])
 
         try:
-            transcriber = self._transcriber(transcribe_options(record.options))
+            transcriber = self._transcriber(transcribe_options(record.options, self._base))
             transcript = transcriber.transcribe(
                 str(upload), progress=progress, on_window=on_window,
                 recorded=lambda index: stored[index].result if index in stored else None)

@@ -11,10 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..segments import Transcript
-from ..sizes import format_bytes
-from ..writers import FORMATS, output_path, write_transcript
-from ..writers.cues import clock, cue_span, cue_text, has_text
+from tingxie.segments import Transcript
+from tingxie.memory.sizes import format_bytes
+from tingxie.writers import FORMATS, output_path, write_transcript
+from tingxie.writers.cues import clock, cue_span, cue_text, has_text
 
 STATE_WORDS = {"queued": "Waiting for its turn", "running": "Transcribing", "succeeded": "Done",
                "failed": "Failed", "cancelled": "Cancelled"}

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from ..segments import TextSegment
-from . import srt, txt, vtt
+from tingxie.segments import TextSegment
+from tingxie.writers import srt, txt, vtt
 
 _HEADERS = {"txt": "", "srt": "", "vtt": vtt.header()}
 

@@ -1,0 +1,1 @@
+"""Whisper through CTranslate2: the backend and its word-timing pass."""

@@ -1,0 +1,196 @@
+"""Whisper through CTranslate2 (the engine faster-whisper runs on).
+
+Each item is one window of at most 30 s of speech (spans packed by packing.py), padded to
+Whisper's fixed 30 s input. A call's windows are encoded in one call, decoded in one call, and
+their words timed in one align call (a GPU takes a whole batch in one call; a CPU, below); the
+language is detected per window when not given, so a file that switches language is
+transcribed in each.
+
+On a CPU the model is loaded as several single-threaded replicas, and each window of a batch
+is its own call, taken by whichever replica is free (CTranslate2 releases the GIL): one thread
+decodes a window as fast per window as a batch of four, a small model's decoding steps are too
+small to keep two threads of one replica busy, the align pass runs on one thread whatever it is
+given, and no replica waits for another's longer text (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Sequence
+
+import ctranslate2
+import numpy as np
+import tokenizers
+from faster_whisper.feature_extractor import FeatureExtractor
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
+
+from tingxie import SAMPLE_RATE
+from tingxie.errors import OptionError
+from tingxie.options import DecodeOptions, ModelOptions
+from tingxie.memory.resources import usable_cpus
+from tingxie.segments import AudioSegment, SegmentResult, TextSegment
+from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.backends.base import Backend, is_out_of_memory, out_of_memory
+from tingxie.backends.whisper.timing import align_words, cues
+
+WINDOW_S = 30.0
+WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
+MAX_DECODE_LENGTH = 448  # Whisper's text context
+MAX_CPU_REPLICAS = 4  # each replica holds its own weights and a window's activations; more threads go into each
+
+
+def cpu_replicas(threads: int, requested: int = 0) -> tuple[int, int]:
+    """(replicas, threads per replica) for a CPU with `threads` usable threads; `requested`
+    0 chooses one single-threaded replica per thread, up to MAX_CPU_REPLICAS."""
+    replicas = requested or max(1, min(threads, MAX_CPU_REPLICAS))
+    return replicas, max(1, threads // replicas)
+
+
+def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolve_compute_type(requested: str, device: str) -> str:
+    # int8 is CTranslate2's fastest CPU path; float16 the usual GPU one. The user's choice
+    # is checked against what this device really supports rather than silently degraded.
+    if requested in ("default", "auto"):
+        return "int8" if device == "cpu" else "float16"
+    supported = ctranslate2.get_supported_compute_types(device)
+    if requested not in supported:
+        raise OptionError(
+            f"--compute-type {requested} is not supported on {device}; choose one of {', '.join(sorted(supported))}"
+        )
+    return requested
+
+
+class WhisperBackend(Backend):
+    shape = InputShape(ShapeRule.FIXED_WINDOW, max_item_s=WINDOW_S)
+
+    def __init__(self, model_dir: Path, name: str, model: ModelOptions, decode: DecodeOptions):
+        self.name = name
+        self.model_path = model_dir
+        self.device = resolve_device(model.device)
+        self.compute_type = resolve_compute_type(model.compute_type, self.device)
+        self.threads = model.threads or usable_cpus()
+        self.replicas, per_replica = cpu_replicas(self.threads, model.replicas) if self.device == "cpu" else (1, self.threads)
+        self._model = ctranslate2.models.Whisper(
+            str(model_dir), device=self.device, compute_type=self.compute_type,
+            intra_threads=per_replica, inter_threads=self.replicas,
+        )
+        self._windows = ThreadPoolExecutor(self.replicas, thread_name_prefix="tingxie-whisper") if self.replicas > 1 else None
+        # how a batch runs, for the memory profile's key: the peak depends on it
+        self.execution = f"{self.replicas} replicas, a window a call" if self._windows else "one call a batch"
+        self._decode = decode
+        self.multilingual = self._model.is_multilingual
+        if decode.language and not self.multilingual and decode.language != "en":
+            raise OptionError(f"--language {decode.language}: model {name} is English-only")
+        self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._features = FeatureExtractor(feature_size=self._model.n_mels)
+        base = self._tokenizer(decode.language or "en")
+        self._suppress = get_suppressed_tokens(base, [-1])
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        return Tokenizer(self._hf_tokenizer, self.multilingual, task=self._decode.task, language=language)
+
+    def _log_mel(self, samples: np.ndarray) -> np.ndarray:
+        # Features of the real audio, zero-padded to the window in feature space. This is how
+        # faster-whisper feeds CTranslate2's converted models; padding the audio instead
+        # measurably hurt short Mandarin clips with the embedded base model.
+        frames = self._features(samples[:WINDOW_SAMPLES])[:, :-1]
+        window = np.zeros((frames.shape[0], self._features.nb_max_frames), dtype=np.float32)
+        used = min(frames.shape[1], window.shape[1])
+        window[:, :used] = frames[:, :used]
+        return window
+
+    def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+        try:
+            if self._windows is None or len(batch) == 1:
+                return self._transcribe(batch)
+            return self._window_by_window(batch)
+        except (RuntimeError, MemoryError) as error:
+            if is_out_of_memory(error):
+                raise out_of_memory(error) from error
+            raise
+
+    def _window_by_window(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+        calls = [self._windows.submit(self._transcribe, [item]) for item in batch]
+        try:
+            return [result for call in calls for result in call.result()]
+        except BaseException:
+            # The batch failed (out of memory, say): nothing of it may still run when the
+            # executor retries it in halves, or the retry would meet the same memory in use.
+            for call in calls:
+                call.cancel()
+            wait(calls)
+            raise
+
+    def _transcribe(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+        features = np.stack([self._log_mel(item.samples) for item in batch])
+        encoded = self._model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
+        languages = self._languages(encoded, len(batch))
+        tokenizers_ = [self._tokenizer(lang) for lang in languages]
+        results = self._model.generate(
+            encoded,
+            [self._prompt(tok) for tok in tokenizers_],
+            beam_size=self._decode.beam_size,
+            max_length=MAX_DECODE_LENGTH,
+            suppress_blank=True,
+            suppress_tokens=list(self._suppress),
+            sampling_temperature=self._decode.temperature or 1.0,
+            sampling_topk=0 if self._decode.temperature else 1,
+        )
+        texts = [[t for t in result.sequences_ids[0] if t < tok.eot] for result, tok in zip(results, tokenizers_)]
+        timed = self._timed_pieces(batch, encoded, texts, tokenizers_)
+        return [
+            SegmentResult(item.index, pieces, language=lang, tokens=tuple(text))
+            for item, pieces, lang, text in zip(batch, timed, languages, texts)
+        ]
+
+    def _timed_pieces(self, batch, encoded, texts, tokenizers_) -> list[tuple[TextSegment, ...]]:
+        if not self._decode.timestamps:
+            return [_piece(item, 0.0, item.duration, tok.decode(text))
+                    for item, text, tok in zip(batch, texts, tokenizers_)]
+        out: list[tuple[TextSegment, ...]] = [()] * len(batch)
+        frames = [min(len(item.samples) // 160, self._features.nb_max_frames) for item in batch]
+        # One align call per language in the batch: its start sequence names the language.
+        for language in dict.fromkeys(tok.language_code for tok in tokenizers_):
+            chosen = [i for i, tok in enumerate(tokenizers_) if tok.language_code == language]
+            tokenizer = tokenizers_[chosen[0]]
+            words = align_words(self._model, encoded, tokenizer.sot_sequence,
+                                [texts[i] if i in chosen else [] for i in range(len(batch))], frames, tokenizer)
+            for i in chosen:
+                item = batch[i]
+                starts = [at for at, _, _ in item.parts] or [0.0]
+                out[i] = tuple(piece for start, end, text in cues(words[i], starts)
+                               for piece in _piece(item, start, end, text))
+                if not out[i] and texts[i]:  # no alignment: the window as one piece
+                    out[i] = _piece(item, 0.0, item.duration, tokenizer.decode(texts[i]))
+        return out
+
+    def _languages(self, encoded: ctranslate2.StorageView, count: int) -> list[str]:
+        if not self.multilingual:
+            return ["en"] * count
+        if self._decode.language:
+            return [self._decode.language] * count
+        detected = self._model.detect_language(encoded)
+        return [candidates[0][0][2:-2] for candidates in detected]  # "<|zh|>" -> "zh"
+
+    def _prompt(self, tokenizer: Tokenizer) -> list[int]:
+        prompt: list[int] = []
+        if self._decode.initial_prompt:
+            prompt += [tokenizer.sot_prev] + tokenizer.encode(" " + self._decode.initial_prompt.strip())
+            prompt = prompt[-(MAX_DECODE_LENGTH // 2 - 1):]
+        # No timestamp tokens: word times come from one align pass (whisper_timing.py).
+        return prompt + tokenizer.sot_sequence + [tokenizer.no_timestamps]
+
+
+def _piece(item: AudioSegment, start: float, end: float, text: str) -> tuple[TextSegment, ...]:
+    text = text.strip()
+    if not text:
+        return ()
+    first = item.absolute(start)
+    return (TextSegment(round(first, 3), round(max(item.absolute(end), first), 3), text),)

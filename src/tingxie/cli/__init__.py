@@ -1,0 +1,1 @@
+"""The `tingxie` command line: argument parsing into options, and the transcribe command."""

@@ -1,0 +1,1 @@
+"""The streamed engine: segments -> planned windows -> executed batches -> a transcript (the Transcriber)."""

@@ -1,0 +1,156 @@
+"""One transcription, end to end: decode -> VAD -> segments -> windows of batches -> transcript.
+
+The Transcriber loads its backend (and profiles its memory) once and serves many inputs. Audio
+streams through (see streaming.py), so memory does not grow with the length of the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Iterable
+
+from tingxie.audio.decode import decode_chunks, probe_duration
+from tingxie.backends.base import Backend
+from tingxie.backends.registry import load_backend
+from tingxie.engine.executor import Executor
+from tingxie.memory.planning import MemoryPlanner
+from tingxie.options import TranscribeOptions
+from tingxie.engine.packing import pack_windows
+from tingxie.engine.prefetch import prefetched
+from tingxie.planner.shapes import ShapeRule
+from tingxie.memory.resources import peak_rss_bytes
+from tingxie.segments import AudioSegment, RunStats, SegmentResult, TextSegment, Transcript, majority_language
+from tingxie.engine.streaming import StreamState, WindowDone, run_windows, speech_segments
+from tingxie.vad.detector import SpeechDetector
+
+ProgressCallback = Callable[[float, "float | None"], None]  # (audio seconds done, total or None)
+CHUNK_S = 30.0
+PREFETCH_DEPTH = 4  # segments (packed windows: ~2 MB each) made ahead of the model
+
+
+class Transcriber:
+    def __init__(self, options: TranscribeOptions | None = None, backend: Backend | None = None,
+                 memory: MemoryPlanner | None = None):
+        options = options or TranscribeOptions()
+        self.backend = backend if backend is not None else load_backend(options.model, options.decode)
+        # The automatic batch cap depends on the device the backend runs on.
+        batch = dataclasses.replace(options.batch, max_batch_size=options.batch.resolved_max_batch(
+            self.backend.device))
+        self.options = dataclasses.replace(options, batch=batch)
+        # Budgeted batching needs the backend's measured memory model; FunASR mode does not.
+        if memory is None and self.options.batch.batch_size_s is None and backend is None:
+            memory = MemoryPlanner.profiled(self.backend, self.options)
+        self.memory = memory
+        # Segments must fit the model's input. Fixed windows are packed with speech after the
+        # VAD (packing.py), so the VAD itself does not merge neighbours for them.
+        limit = min(self.options.vad.max_segment_s, self.backend.shape.max_item_s)
+        self.packs_windows = self.backend.shape.rule is ShapeRule.FIXED_WINDOW
+        self.vad_options = dataclasses.replace(
+            self.options.vad, max_segment_s=limit,
+            merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
+        )
+
+    def segments(self, chunks, state: StreamState):
+        """The recognition items cut from audio chunks, in time order with stable indices (the
+        server uses this too, so its results and resumed indices match the CLI's)."""
+        detector = self._speech_detector()
+        segments = speech_segments(chunks, detector, state)
+        if self.packs_windows:
+            segments = pack_windows(segments, self.backend.shape.max_item_s)
+        return segments
+
+    def _speech_detector(self):
+        # A backend may bring the VAD its users expect (Paraformer: FunASR's FSMN-VAD on request).
+        detector = self.backend.speech_detector()
+        return detector if detector is not None else SpeechDetector(self.vad_options)
+
+    def transcribe(
+        self,
+        source,
+        *,
+        progress: ProgressCallback | None = None,
+        on_window: Callable[[WindowDone], None] | None = None,
+        recorded: Callable[[int], SegmentResult | None] = lambda index: None,
+    ) -> Transcript:
+        """Transcribe one input. on_window sees each finished window in time order (incremental
+        output, checkpoints); recorded(i) returns segment i's result from an earlier run, if any."""
+        started = time.perf_counter()
+        total_s = probe_duration(source)
+        state = StreamState()
+        # Decoding and VAD run a few segments ahead in a thread, overlapping the model's compute.
+        segments = prefetched(self.segments(decode_chunks(source, CHUNK_S), state), depth=PREFETCH_DEPTH)
+        transcript = self.transcribe_segments(segments, state=state, total_s=total_s, progress=progress,
+                                              on_window=on_window, recorded=recorded, started=started)
+        transcript.source = source if isinstance(source, str) else getattr(source, "name", "-")
+        return transcript
+
+    def transcribe_segments(
+        self,
+        segments: Iterable[AudioSegment],
+        *,
+        state: StreamState | None = None,
+        total_s: float | None = None,
+        progress: ProgressCallback | None = None,
+        on_window: Callable[[WindowDone], None] | None = None,
+        recorded: Callable[[int], SegmentResult | None] = lambda index: None,
+        started: float | None = None,
+    ) -> Transcript:
+        """The stream from speech segments on: windows of planned batches, then the text stage."""
+        started = time.perf_counter() if started is None else started
+        state = state or StreamState()
+        executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
+        text = self._text_stream()
+        results: list[SegmentResult] = []
+        pieces: list[TextSegment] = []
+        last = None
+        if progress:
+            progress(0.0, total_s)
+        for window in run_windows(segments, self.backend, executor, self.options.batch,
+                                  memory_model=self.memory.model if self.memory else None,
+                                  working_budget=self.memory.working_budget if self.memory else None,
+                                  recorded=recorded):
+            # Results (and checkpoints) keep the backend's pieces; the text stage makes the output:
+            # the whole recording's punctuation, or each segment's own (Paraformer's word pieces).
+            if text is not None:
+                window = dataclasses.replace(window, pieces=tuple(text.push(window.results)))
+            else:
+                window = dataclasses.replace(window, pieces=tuple(
+                    piece for result in window.results for piece in self.backend.segment_text(result).pieces))
+            results.extend(window.results)
+            pieces.extend(window.output)
+            last = window
+            if on_window:
+                on_window(window)
+            if progress:
+                progress(window.audio_done_s, total_s)
+        if text is not None:
+            tail = WindowDone(last.number + 1 if last else 0, (), last.audio_done_s if last else 0.0,
+                              tuple(text.finish()))
+            pieces.extend(tail.pieces)
+            if on_window and tail.pieces:
+                on_window(tail)
+        audio_s = state.audio_s or total_s or 0.0  # given segments (no decoding): the caller's total
+        if progress:
+            progress(audio_s, total_s or audio_s)
+        stats = RunStats(
+            audio_seconds=audio_s,
+            wall_seconds=time.perf_counter() - started,
+            peak_rss_bytes=peak_rss_bytes(),
+            batches=executor.batches_run,
+            segments=len(results),  # recognition items: packed windows for Whisper
+            oom_retries=executor.oom_retries,
+            padding_waste=executor.padding.waste,
+        )
+        return Transcript(
+            source="-",
+            model=self.backend.name,
+            language=majority_language(results),
+            segments=pieces,
+            stats=stats,
+        )
+
+    def _text_stream(self):
+        """Paraformer: punctuation over the whole recording's text (as FunASR's AutoModel does),
+        streamed; a fresh stream for this input, or None where the backend has none."""
+        return self.backend.text_stream()

@@ -1,0 +1,120 @@
+"""The memory side of planning for one loaded backend: its measured model and the budget.
+
+The profile run happens in a child process that loads the same model: what a batch adds is
+then measured on a fresh heap, as it will be in a new run, not on top of whatever the parent
+has allocated and freed before (a fragmented heap absorbs part of a batch and the profile
+comes out low). The parent reads the child's result from the profile cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from tingxie import __version__
+from tingxie.backends.base import Backend
+from tingxie.memory.budget import default_budget, working_budget
+from tingxie.memory.probes import MemoryProbe
+from tingxie.memory.profile import load_or_profile, model_file_key
+from tingxie.memory.profile import cached_model
+from tingxie.options import TranscribeOptions
+from tingxie.errors import OutOfMemoryError
+from tingxie.planner import MemoryModel, format_bytes, min_budget
+from tingxie.planner.shapes import InputShape
+from tingxie.memory.sizes import parse_memory_budget
+
+log = logging.getLogger(__name__)
+PROFILE_TIMEOUT_S = 600
+RESERVE_FRACTION = 0.05
+
+
+def profile_key(backend: Backend, options: TranscribeOptions) -> dict:
+    """What a cached memory profile is valid for: the weights, where and how they run (the
+    backend's own key), the decode options that change a batch's peak, and tingxie's version."""
+    return {**model_file_key(backend.model_path), **backend.profile_key(), "beam_size": options.decode.beam_size,
+            "tingxie": __version__}
+
+
+@dataclass
+class MemoryPlanner:
+    model: MemoryModel
+    probe: MemoryProbe
+    total_budget_bytes: int
+    given: str | None = None  # the budget as the user wrote it (--memory-budget), None: the default
+
+    @classmethod
+    def profiled(cls, backend, options: TranscribeOptions, *, in_child: bool = True) -> "MemoryPlanner | None":
+        """The measured memory model of a real backend and the run's budget; None for a
+        backend with no weights to profile (the fake)."""
+        if backend.model_path is None:
+            return None
+        probe = backend.memory_probe()
+        key = profile_key(backend, options)
+        model = cached_model(backend, probe, key)
+        if model is None and in_child and _profile_in_child(options):
+            model = cached_model(backend, probe, key)
+        if model is None:  # no child could do it (or asked not to): profile here
+            model = load_or_profile(backend, probe, key)
+        if options.batch.memory_budget is None:
+            total = default_budget(probe)
+        else:
+            total = parse_memory_budget(options.batch.memory_budget, probe.current_bytes() + probe.available_bytes())
+        log.info("memory budget %s on %s", format_bytes(total), probe.device)
+        return cls(model, probe, total, options.batch.memory_budget)
+
+    def after_batch(self) -> None:
+        """Between batches, the allocator's cache of the last batch goes back (MemoryProbe.release_cache)."""
+        self.probe.release_cache()
+
+    def check_smallest_batch(self, shape: InputShape) -> None:
+        """Fail before any work when the budget cannot hold one item of the longest length on
+        top of what is resident now, naming the smallest total budget that would."""
+        resident = self.probe.current_bytes()
+        needed = min_budget(shape, self.model)
+        if self._usable_bytes() - resident < needed:
+            smallest = (resident + needed) / (1 - RESERVE_FRACTION)
+            asked = (f"--memory-budget {self.given} ({format_bytes(self.total_budget_bytes)})" if self.given
+                     else f"the default memory budget ({format_bytes(self.total_budget_bytes)}, 70 % of what is free)")
+            raise OutOfMemoryError(
+                f"{asked} is below the smallest batch: the loaded model and runtime hold {format_bytes(resident)}, "
+                f"one {shape.max_item_s:.1f} s item needs {format_bytes(needed)} more; the smallest budget that "
+                f"works is {format_bytes(smallest)}"
+            )
+
+    def working_budget(self) -> int:
+        """What batches may add now: the budget less what is already resident, less a reserve
+        for what moves between the plan and the batch (decoded audio, result buffers, the
+        allocator): peaks within 2 % of a budget were seen without it."""
+        return working_budget(self._usable_bytes(), self.probe)
+
+    def _usable_bytes(self) -> int:
+        return int(self.total_budget_bytes * (1 - RESERVE_FRACTION))
+
+
+def _profile_in_child(options: TranscribeOptions) -> bool:
+    # The options travel pickled on stdin: frozen dataclasses, nested, from this same package.
+    try:
+        done = subprocess.run([sys.executable, "-m", "tingxie.memory.planning"], input=pickle.dumps(options),
+                              capture_output=True, timeout=PROFILE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("memory profile in a child process failed (%s); profiling in this one", error)
+        return False
+    if done.returncode != 0:
+        log.warning("memory profile in a child process failed: %s", done.stderr.decode(errors="replace")[-500:])
+    return done.returncode == 0
+
+
+def _child_main() -> None:
+    from tingxie.backends.registry import load_backend
+
+    options: TranscribeOptions = pickle.loads(sys.stdin.buffer.read())
+    backend = load_backend(options.model, options.decode)
+    probe = backend.memory_probe()
+    load_or_profile(backend, probe, profile_key(backend, options))
+
+
+if __name__ == "__main__":
+    _child_main()

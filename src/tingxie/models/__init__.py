@@ -1,0 +1,1 @@
+"""Model names -> weights on disk: embedded packages, the Hugging Face and ModelScope caches, directories."""
