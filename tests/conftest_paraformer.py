@@ -41,7 +41,7 @@ def zh_clips() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def paraformer_dir(tmp_path_factory, zh_clips) -> Path:
     _require_funasr()
-    from tingxie.backends.paraformer.random_model import chinese_vocab, save_model_dir, small_paraformer_config
+    from funasr_random_model import chinese_vocab, save_model_dir, small_paraformer_config
 
     return save_model_dir(tmp_path_factory.mktemp("paraformer"), small_paraformer_config(d=64),
                           chinese_vocab(300), audio_for_cmvn=list(zh_clips.values()), confident=20.0)
@@ -50,7 +50,7 @@ def paraformer_dir(tmp_path_factory, zh_clips) -> Path:
 @pytest.fixture(scope="session")
 def punc_dir(tmp_path_factory) -> Path:
     _require_funasr()
-    from tingxie.backends.paraformer.random_model import chinese_vocab, save_model_dir, small_punc_config
+    from funasr_random_model import chinese_vocab, save_model_dir, small_punc_config
 
     import torch
 
@@ -150,7 +150,7 @@ def vad_dir(tmp_path_factory) -> Path:
 
     import torch
 
-    from tingxie.backends.paraformer.random_model import FSMN_VAD, save_model_dir
+    from funasr_random_model import FSMN_VAD, save_model_dir
 
     config = copy.deepcopy(FSMN_VAD)
     config["model_conf"]["decibel_thres"] = -50.0
@@ -194,7 +194,7 @@ def assert_funasr_batches_equal(backend, funasr_model, clips, batch_size_s: floa
 def reduced_precision_cost(reference, reduced, clips, label: str, record_property) -> tuple[float, float]:
     """What a reduced precision costs on real speech: the relative error of its encoder output
     against the reference backend's, and the share of the reference's tokens it keeps."""
-    from tingxie.backends.paraformer.precision import encoder_relative_error
+    from funasr_random_model import encoder_relative_error
 
     error = encoder_relative_error(reference, reduced, clips)
     record_property(f"{label}_encoder_relative_error", error)

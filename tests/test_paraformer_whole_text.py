@@ -104,7 +104,7 @@ def test_streamed_fsmn_vad_equals_funasr_on_the_whole_recording(vad_dir, long_re
 
 def random_results(count: int, seed: int = 0):
     """Segment results of random Chinese words with times, as the backend gives them (word pieces)."""
-    from tingxie.backends.paraformer.random_model import chinese_vocab
+    from funasr_random_model import chinese_vocab
     from tingxie.segments import SegmentResult, TextSegment
 
     vocab = [w for w in chinese_vocab(300) if len(w) == 1 and "\u4e00" <= w <= "\u9fff"]

@@ -117,8 +117,3 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
         os.replace(partial, path)  # a reader never sees half a file
     finally:
         plt.close(figure)
-
-
-def rows_from_document(doc: dict) -> list[Row]:
-    """The rows of a saved JSON document, e.g. to plot it again."""
-    return [Row(**row) for row in doc["rows"]]

@@ -8,7 +8,7 @@ CPU, as FunASR does). The VAD's time is therefore not in this case's wall time.
 
 from __future__ import annotations
 
-from tingxie.benchmark.cases import CaseOutput, CaseSpec, Run
+from tingxie.benchmark.spec import CaseOutput, CaseSpec, Run
 
 FUNASR_DEFAULT_BATCH_SIZE_S = 300  # AutoModel.inference_with_vad's default
 

@@ -121,15 +121,9 @@ def profile_tingxie(audio: str, model: str, beam_size: int, max_batch_size: int)
     # features' items: audio seconds really in the windows (the rest of each window is padding)
     backend._log_mel = timers.wrap("features", backend._log_mel,
                                    lambda samples: min(len(samples) / SAMPLE_RATE, window_s))
-    if hasattr(backend, "_pieces"):  # timestamp tokens to text pieces, in backends that have it
-        backend._pieces = timers.wrap("detokenize", backend._pieces)
     backend._model = _TimedWhisper(backend._model, timers)
     with contextlib.ExitStack() as stack:
-        # the pipeline decodes either in chunks (streaming) or whole; time whichever it uses
-        if hasattr(pipeline, "decode_chunks"):
-            stack.enter_context(_patched(pipeline, "decode_chunks", timers.wrap_generator("decode", pipeline.decode_chunks)))
-        if hasattr(pipeline, "decode_audio"):
-            stack.enter_context(_patched(pipeline, "decode_audio", timers.wrap("decode", pipeline.decode_audio)))
+        stack.enter_context(_patched(pipeline, "decode_chunks", timers.wrap_generator("decode", pipeline.decode_chunks)))
         for method in ("push", "finish"):
             stack.enter_context(_patched(vad.SpeechDetector, method,
                                          timers.wrap("vad", getattr(vad.SpeechDetector, method))))

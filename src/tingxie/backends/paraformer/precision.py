@@ -140,19 +140,3 @@ class ReducedLSTM(torch.nn.Module):
 
 def has_nan(*tensors: torch.Tensor) -> bool:
     return any(bool(torch.isnan(t).any()) for t in tensors if t is not None and t.is_floating_point())
-
-
-def relative_error(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """norm(other - reference) / norm(reference), computed in fp64."""
-    reference, other = reference.double(), other.double()
-    return float(torch.linalg.vector_norm(other - reference) / torch.linalg.vector_norm(reference))
-
-
-def encoder_relative_error(reference, other, samples) -> float:
-    """Relative error of other's encoder output against reference's (two Paraformer backends)
-    on the same batch, over the frames that hold audio (padding excluded)."""
-    with torch.inference_mode():
-        ref, lens = reference.encode(samples)
-        got, _ = other.encode(samples)
-    keep = torch.arange(ref.size(1), device=ref.device)[None, :] < lens[:, None]
-    return relative_error(ref[keep], got[keep])

@@ -212,3 +212,19 @@ def save_model_dir(
     torch.save(model.state_dict(), target / "model.pt")
     (target / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     return target
+
+
+def relative_error(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """norm(other - reference) / norm(reference), computed in fp64."""
+    reference, other = reference.double(), other.double()
+    return float(torch.linalg.vector_norm(other - reference) / torch.linalg.vector_norm(reference))
+
+
+def encoder_relative_error(reference, other, samples) -> float:
+    """Relative error of other's encoder output against reference's (two Paraformer backends)
+    on the same batch, over the frames that hold audio (padding excluded)."""
+    with torch.inference_mode():
+        ref, lens = reference.encode(samples)
+        got, _ = other.encode(samples)
+    keep = torch.arange(ref.size(1), device=ref.device)[None, :] < lens[:, None]
+    return relative_error(ref[keep], got[keep])
