@@ -30,3 +30,16 @@ def base_transcriber():
     from tingxie.engine.pipeline import Transcriber
 
     return Transcriber()  # the default: embedded whisper-base
+
+
+def pytest_collection_modifyitems(config, items):
+    """The GPU tests run only when asked for (`pytest -m cuda`): any other selection, including
+    `-m "not slow"`, leaves them out (deselected, not skipped: no machine here could run them)."""
+    if "cuda" in (config.option.markexpr or ""):
+        return
+    keep, gpu = [], []
+    for item in items:
+        (gpu if item.get_closest_marker("cuda") else keep).append(item)
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = keep

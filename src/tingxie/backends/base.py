@@ -19,6 +19,8 @@ from tingxie.segments import AudioSegment, SegmentResult, TextSegment
 
 if TYPE_CHECKING:
     from tingxie.memory.probes import MemoryProbe
+    from tingxie.options import ModelOptions
+    from tingxie.options import DecodeOptions
 
 __all__ = ["Backend", "BackendOutOfMemory", "InputShape", "ShapeRule", "SpeechDetector", "TextStream",
            "is_out_of_memory", "out_of_memory"]
@@ -78,9 +80,15 @@ class Backend:
     name: str  # what the user asked for: an embedded name, a hub id, a directory
     shape: InputShape  # the input shape the model wants: all the planner needs to know
 
-    def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
-        """Return one result per input, in input order. Raise BackendOutOfMemory on OOM."""
+    def transcribe_batch(self, batch: Sequence[AudioSegment], decode: DecodeOptions | None = None) -> list[SegmentResult]:
+        """Return one result per input, in input order. Raise BackendOutOfMemory on OOM.
+        decode: this batch's decode options where per_batch_decode is True; None: those it was loaded with."""
         raise NotImplementedError
+
+    # True: transcribe_batch honours a batch's own decode options (language, task, prompt,
+    # temperature), so a server batches requests with different ones separately; False: the
+    # options it was loaded with are the only ones it can decode with.
+    per_batch_decode: bool = False
 
     # --- where it runs (the memory profile's key and the batch cap depend on these) -------
     model_path: Path | None = None  # its weights on disk; None: nothing to profile (no memory model)
@@ -97,6 +105,12 @@ class Backend:
         from tingxie.memory.probes import probe_for
 
         return probe_for(self.device, engine="ctranslate2")
+
+    def leaner_options(self) -> ModelOptions | None:
+        """Options for the same model that need less memory, at some cost in speed (fewer CPU
+        replicas side by side, ...), for a budget the current execution does not fit; None
+        (default): nothing leaner. The engine reloads with them and measures again."""
+        return None
 
     def profile_key(self) -> dict:
         """What the memory profile depends on, besides the weights and the decode options."""

@@ -12,11 +12,11 @@ import logging
 import pickle
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tingxie import __version__
 from tingxie.backends.base import Backend
-from tingxie.memory.budget import default_budget, working_budget
+from tingxie.memory.budget import default_budget, default_total, working_budget
 from tingxie.memory.probes import MemoryProbe
 from tingxie.memory.profile import load_or_profile, model_file_key
 from tingxie.memory.profile import cached_model
@@ -29,6 +29,7 @@ from tingxie.memory.sizes import parse_memory_budget
 log = logging.getLogger(__name__)
 PROFILE_TIMEOUT_S = 600
 RESERVE_FRACTION = 0.05
+CHANGE_SHARE = 0.1  # the working budget is logged when it moves by more than this share
 
 
 def profile_key(backend: Backend, options: TranscribeOptions) -> dict:
@@ -44,6 +45,9 @@ class MemoryPlanner:
     probe: MemoryProbe
     total_budget_bytes: int
     given: str | None = None  # the budget as the user wrote it (--memory-budget), None: the default
+    shape: InputShape | None = None  # the backend's: one item of its longest length is the floor
+    adaptive: bool = True  # plan under what the device has now, not only what it had at start
+    trace: BudgetTrace = field(default_factory=lambda: BudgetTrace())
 
     @classmethod
     def profiled(cls, backend, options: TranscribeOptions, *, in_child: bool = True) -> "MemoryPlanner | None":
@@ -63,11 +67,15 @@ class MemoryPlanner:
         else:
             total = parse_memory_budget(options.batch.memory_budget, probe.current_bytes() + probe.available_bytes())
         log.info("memory budget %s on %s", format_bytes(total), probe.device)
-        return cls(model, probe, total, options.batch.memory_budget)
+        return cls(model, probe, total, options.batch.memory_budget, backend.shape)
 
     def after_batch(self) -> None:
         """Between batches, the allocator's cache of the last batch goes back (MemoryProbe.release_cache)."""
         self.probe.release_cache()
+
+    def fits_smallest_batch(self, shape: InputShape) -> bool:
+        """Whether the budget holds one item of the longest length on top of what is resident."""
+        return self._usable_bytes() - self.probe.current_bytes() >= min_budget(shape, self.model)
 
     def check_smallest_batch(self, shape: InputShape) -> None:
         """Fail before any work when the budget cannot hold one item of the longest length on
@@ -85,13 +93,59 @@ class MemoryPlanner:
             )
 
     def working_budget(self) -> int:
-        """What batches may add now: the budget less what is already resident, less a reserve
-        for what moves between the plan and the batch (decoded audio, result buffers, the
-        allocator): peaks within 2 % of a budget were seen without it."""
-        return working_budget(self._usable_bytes(), self.probe)
+        """What batches may add now, asked before each window.
+
+        The user's budget less what is resident, less a reserve for what moves between the plan
+        and the batch (decoded audio, result buffers, the allocator: peaks within 2 % of a budget
+        were seen without it). Adaptive: never more than a safe share of what the device has
+        free now (another process, model or job may have taken memory since the start: on a CPU
+        no split saves a run from the OOM killer), and batches grow again when it comes back.
+        Shrinking stops at one item of the longest length, while the user's budget holds that:
+        memory this short runs one item at a time rather than failing (an out-of-memory error
+        there still splits nothing it cannot)."""
+        user_left = working_budget(self._usable_bytes(), self.probe)  # raises if the model fills the budget
+        if not self.adaptive:
+            return user_left
+        resident = self.probe.current_bytes()
+        now_total = default_total(resident, self.probe.available_bytes())
+        left = min(user_left, int(now_total * (1 - RESERVE_FRACTION)) - resident)
+        if self.shape is not None:
+            floor = min_budget(self.shape, self.model)
+            if left < floor <= user_left:
+                left = floor
+        self.trace.note(left, user_left)
+        return max(1, left)
 
     def _usable_bytes(self) -> int:
         return int(self.total_budget_bytes * (1 - RESERVE_FRACTION))
+
+
+@dataclass
+class BudgetTrace:
+    """How the working budget moved during a run: for the JSON stats, job status and /metrics."""
+
+    planned: int | None = None  # the last working budget planned with
+    lowest: int | None = None
+    shrinks: int = 0  # times it fell below what the user's budget allowed (memory taken by others)
+    changes: int = 0  # times it moved by more than CHANGE_SHARE since the last logged value
+    _logged: int | None = None
+    _user_left: int = 0
+
+    def note(self, left: int, user_left: int) -> None:
+        was_short = self.planned is not None and self.planned < self._user_left
+        self._user_left = user_left
+        if left < user_left and not was_short:
+            self.shrinks += 1
+        self.planned = left
+        self.lowest = left if self.lowest is None else min(self.lowest, left)
+        if self._logged is None:
+            self._logged = left
+        elif abs(left - self._logged) > CHANGE_SHARE * max(self._logged, 1):
+            self.changes += 1
+            log.warning("memory for batches %s: %s (the budget allows %s; what is free now decides)",
+                        "shrinks" if left < self._logged else "grows back", format_bytes(left),
+                        format_bytes(user_left))
+            self._logged = left
 
 
 def _profile_in_child(options: TranscribeOptions) -> bool:
