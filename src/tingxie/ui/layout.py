@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from tingxie.ui import bench_panel
+from tingxie.ui.file_guard import PathRefused, uploaded_file
 from tingxie.ui.jobs import AUTO_LANGUAGE, PageChoices, PageError, PageJobs
 from tingxie.writers import FORMATS
 from tingxie.ui.view import figures, result_files, status_line, timed_text
@@ -71,10 +72,11 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
             if not source:
                 return "Choose a file or record first.", gr.skip(), gr.skip()
             try:
+                source = str(uploaded_file(source))  # never a path the client named (file_guard.py)
                 choices = PageChoices.parse(model, language, batching, budget)
                 name = Path(file).name if file else "recording.wav"
                 job_id = jobs.submit(source, name, choices)
-            except PageError as error:
+            except (PageError, PathRefused) as error:
                 return f"**Error:** {error}", gr.skip(), gr.skip()
             except Exception as error:  # a bug: logged in full, shown in one line
                 log.exception("starting a page job failed")
@@ -121,6 +123,15 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
             x_lim, y_lim = bench_panel.axis_limits(points)
             return loaded.summary(), bench_panel.table(loaded), gr.update(value=points, x_lim=x_lim, y_lim=y_lim)
 
+        def show_uploaded_bench(file):
+            """The Benchmarks tab's upload: only a file the page received is read."""
+            if not file:
+                return gr.skip(), gr.skip(), gr.skip()
+            try:
+                return show_bench(str(uploaded_file(file)))
+            except PathRefused as error:
+                return f"**Error:** {error}", None, None
+
         def on_cancel(job_id):
             if job_id:
                 jobs.cancel(job_id)
@@ -132,6 +143,6 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
         job.change(refresh, [job, shown], live, show_progress="hidden")
         recent.input(lambda picked: picked or "", [recent], [job]).then(None, [job], None, js=SET_URL_JOB)
         cancel.click(on_cancel, [job], None)
-        bench_file.upload(show_bench, [bench_file], [bench_status, bench_table, bench_plot])
+        bench_file.upload(show_uploaded_bench, [bench_file], [bench_status, bench_table, bench_plot])
         page.load(on_load, None, [job, recent, bench_status, bench_table, bench_plot])
     return page

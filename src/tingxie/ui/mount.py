@@ -18,6 +18,7 @@ def page_mount(bench_results: Path | None = None, *, root_redirect: bool = False
         from fastapi.responses import RedirectResponse
 
         from tingxie.models.registry import EMBEDDED
+        from tingxie.ui.file_guard import PageFileGuard
         from tingxie.ui.jobs import PageJobs
         from tingxie.ui.layout import build_page
         from tingxie.ui.page_runner import PageRunner
@@ -30,6 +31,9 @@ def page_mount(bench_results: Path | None = None, *, root_redirect: bool = False
         service.stop_hooks.append(runner.stop)
         models = list(dict.fromkeys([service.model_name, *EMBEDDED]))
         page = build_page(jobs, models, bench_results)
+        # Gradio's check that a file came from its upload folder is skipped on a mounted page:
+        # this one refuses a client-given path before Gradio sees it (file_guard.py).
+        app.add_middleware(PageFileGuard, prefix=PATH)
         gr.mount_gradio_app(app, page, path=PATH, ssr_mode=False, footer_links=[],
                             max_file_size=service.config.max_upload_bytes)
         if root_redirect:
