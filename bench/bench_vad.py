@@ -1,5 +1,9 @@
 """Silero VAD CPU: the whole model frame by frame (as before) against the cut model and lanes.
 
+Silero's own file (silero_vad.onnx from the silero-vad package, scripts/setup.sh --dev) is the
+reference "whole model" and what exact/lanes run; "tingxie default" is faster-whisper's file run
+the way tingxie now runs it by default (vad/silero.py, EXACT blocks, issue 15).
+
     .venv/bin/python bench/bench_vad.py --runs 3
     .venv/bin/python bench/bench_vad.py --convergence 0 8 16 32 64 125 250
 
@@ -16,6 +20,7 @@ each one's probabilities and speech spans (default VadOptions) with the whole mo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 from pathlib import Path
@@ -31,8 +36,15 @@ from tingxie.vad.silero import _SR, EXACT, FRAME, LANES, LaneLayout, SpeechProba
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio" / "long" / "real_en_long.flac"
 
 
-def probabilities(audio: np.ndarray, layout: LaneLayout) -> tuple[np.ndarray, float]:
-    source = SpeechProbabilities(layout=layout)
+def silero_own_file() -> Path:
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None:
+        raise SystemExit("needs silero-vad's file: scripts/setup.sh --dev (pip install --no-deps silero-vad)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+
+
+def probabilities(audio: np.ndarray, layout: LaneLayout, model: Path | None = None) -> tuple[np.ndarray, float]:
+    source = SpeechProbabilities(model or silero_own_file(), layout)
     started = time.process_time()
     probs = np.concatenate([source.push(audio), source.flush()])
     return probs, time.process_time() - started
@@ -70,7 +82,7 @@ def faster_whisper_session() -> onnxruntime.InferenceSession:
 
 def whole_model_probabilities(audio: np.ndarray) -> tuple[np.ndarray, float]:
     """What tingxie did before: the whole model, one session.run per frame."""
-    whole = silero_model(str(model_path())).whole
+    whole = silero_model(str(silero_own_file())).whole
     started = time.process_time()
     state = np.zeros((2, 1, 128), np.float32)
     windows = model_inputs(audio)
@@ -116,7 +128,7 @@ def main() -> None:
     audio = decode_audio(args.audio)
     layout = LaneLayout(args.lanes, args.lane_frames, args.warmup)
     print(f"{args.audio}: {len(audio) / 16000:.1f} s; lanes: {layout}, block {layout.block_frames} frames "
-          f"({layout.block_frames * 0.032:.1f} s); model cut in two: {silero_model(str(model_path())).is_cut}")
+          f"({layout.block_frames * 0.032:.1f} s); model cut in two: {silero_model(str(silero_own_file())).is_cut}; default: {model_path()}")
     reference, _ = whole_model_probabilities(audio)
     if args.convergence:
         for warmup in args.convergence:
@@ -126,7 +138,8 @@ def main() -> None:
     session = faster_whisper_session()
     sources = {"whole model": lambda: whole_model_probabilities(audio), "exact": lambda: probabilities(audio, EXACT),
                "lanes": lambda: probabilities(audio, layout),
-               "faster-whisper": lambda: faster_whisper_probabilities(audio, session)}
+               "faster-whisper": lambda: faster_whisper_probabilities(audio, session),
+               "tingxie default": lambda: probabilities(audio, EXACT, model_path())}
     seconds: dict[str, list[float]] = {name: [] for name in sources}
     outputs = {}
     for _ in range(args.runs):
@@ -142,6 +155,7 @@ def main() -> None:
     compare("exact", outputs["exact"], reference, frames)
     compare("lanes", outputs["lanes"], reference, layout.lane_frames + layout.warmup)
     compare("faster-whisper", outputs["faster-whisper"], reference, 0)
+    compare("tingxie default", outputs["tingxie default"], outputs["faster-whisper"], frames)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,12 @@ pip install --upgrade pip
 # The funasr extra pins torch==2.13.0, which resolves to the CPU build here; FunASR's fbank runs
 # on kaldi-native-fbank, so torchaudio (which would pull another torch) is never installed.
 pip install -e "$spec"
-# silero-vad's metadata asks for torch, which tingxie never imports: it only reads the ONNX
-# model the package ships. --no-deps keeps a multi-GB torch out of the default install.
-pip install --no-deps "silero-vad==6.2.3"
+# Not needed to run tingxie (`pip install .` is enough: the VAD model comes with faster-whisper).
+# The tests also run Silero's own ONNX file (the cut encoder, vad/silero_graph.py); silero-vad's
+# metadata asks for torch, which they never import, so --no-deps keeps torch out.
+if [[ " ${extras[*]:-} " == *" dev "* ]]; then pip install --no-deps "silero-vad==6.2.3"; fi
+# --diarize reads the speaker encoder the resemblyzer wheel ships (pretrained.pt, Apache-2.0) and
+# runs it in NumPy; the package's own metadata asks for torch, librosa and webrtcvad, which
+# tingxie never imports, so --no-deps keeps them out (tingxie.diarize.weights).
+pip install --no-deps "resemblyzer==0.1.4"
 echo "$wanted" >> "$stamp"

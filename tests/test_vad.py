@@ -45,14 +45,14 @@ def jfk() -> np.ndarray:
 def test_model_is_found_without_importing_torch():
     # In a fresh interpreter: other tests in the same session may import torch themselves.
     code = ("import sys, numpy as np, tingxie.vad.detector as v; v.SpeechProbabilities().push(np.zeros(1024, np.float32)); "
-            "assert v.model_path().name == 'silero_vad.onnx'; "
-            "assert 'torch' not in sys.modules and 'silero_vad' not in sys.modules")
+            "assert v.model_path().name == 'silero_vad_v6.onnx'; "
+            "assert 'torch' not in sys.modules and 'silero_vad' not in sys.modules and 'faster_whisper' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_missing_model_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelNotFoundError, match="pip install --no-deps silero-vad"):
+    with pytest.raises(ModelNotFoundError, match="reinstall tingxie's dependency faster-whisper"):
         model_path()
 
 
@@ -85,8 +85,9 @@ def test_long_speech_is_cut_at_its_quietest_frames(jfk):
     offsets = allowed_cuts(raw[1] - raw[0], FrameRules.from_options(options).max_len)
     first = raw[0] + offsets[np.argmin(probs[raw[0] + offsets])]
     assert first in cuts and probs[first] == probs[raw[0] + offsets].min()
-    # ... every cut is among the quietest frames of the run, and none is a hard cut at 8 s.
-    assert all(probs[c] <= np.percentile(probs[raw[0] : raw[1]], 10) for c in cuts)
+    # ... every cut is among the quietest frames of the run (the worst, the first piece's allowed
+    # range being short, at the 17th percentile with faster-whisper's Silero), none a hard cut at 8 s.
+    assert all(probs[c] <= np.percentile(probs[raw[0] : raw[1]], 20) for c in cuts)
     assert any(s.duration < 7.9 for s in spans[:-1])
 
 

@@ -1,14 +1,19 @@
 """Silero VAD's ONNX model (never torch) turned into one speech probability per 32 ms frame.
 
-The model is recurrent: each frame sees the last _CONTEXT samples of the one before and the
-LSTM state it left. Its encoder does not need the state, so it is cut off (vad_graph) and run
-on a block of frames in one call; only the decoder goes frame by frame. That computes exactly
-the whole model's probabilities for ~1.3x less CPU (docs/benchmarks.md).
+The default model is the Silero VAD v6 export that faster-whisper ships
+(faster_whisper/assets/silero_vad_v6.onnx), so a plain `pip install` has it. It takes a
+sequence of frames and the LSTM's h and c: one call runs a whole block, the encoder batched
+inside the graph. Silero's own file (silero_vad.onnx from the silero-vad package, one frame and
+a `state` per call) also works when passed as a path: its encoder does not need the state, so
+it is cut off (silero_graph) and run on a block of frames in one call; only the decoder goes
+frame by frame, exactly the whole model's probabilities. The two files are different trainings:
+their probabilities differ (mean 0.07) but their speech spans nearly agree (docs/benchmarks.md,
+issue 15).
 
-Lanes (LaneLayout with lanes > 1) also run several stretches of the stream side by side
-through the decoder. A lane that does not continue the carried state starts afresh a little
-earlier (the warm-up), but the model's state forgets that start only over tens of seconds:
-its probabilities differ by up to ~0.7 and spans move, so lanes are measured, not the default.
+Lanes (LaneLayout with lanes > 1) also run several stretches of the stream side by side. A lane
+that does not continue the carried state starts afresh a little earlier (the warm-up), but the
+model's state forgets that start only over tens of seconds: its probabilities differ by up to
+~0.7 and spans move, so lanes are measured, not the default.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ _SR = np.array(SAMPLE_RATE, dtype=np.int64)
 
 
 def model_path() -> Path:
-    """The ONNX file shipped in the silero_vad package, found without importing it (it imports torch)."""
-    spec = importlib.util.find_spec("silero_vad")
+    """faster-whisper's Silero VAD file, found without importing faster_whisper (it loads CTranslate2)."""
+    spec = importlib.util.find_spec("faster_whisper")
     for root in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(root) / "data" / "silero_vad.onnx"
+        candidate = Path(root) / "assets" / "silero_vad_v6.onnx"
         if candidate.is_file():
             return candidate
-    raise ModelNotFoundError("silero VAD model not found: run `pip install --no-deps silero-vad`")
+    raise ModelNotFoundError("Silero VAD model not found (faster_whisper/assets/silero_vad_v6.onnx): "
+                             "reinstall tingxie's dependency faster-whisper (pip install --force-reinstall faster-whisper)")
 
 
 def _session(model: str | bytes) -> onnxruntime.InferenceSession:
@@ -51,20 +57,63 @@ def _session(model: str | bytes) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def _lane_windows(windows: np.ndarray, first: np.ndarray, steps: int) -> np.ndarray:
+    """(lanes, steps, context + frame): each lane's windows; lanes after the first start a
+    stream of their own there, so their first window has no context."""
+    lanes = windows[first[:, None] + np.arange(steps)]
+    lanes[1:, 0, :_CONTEXT] = 0.0
+    return lanes
+
+
 class SileroModel:
-    """encode(frames) -> features, any number of frames at once; decode(features, state) ->
-    (probabilities, state), one frame per row. Cut in two where possible, else the whole model
-    (encode then passes the frames through)."""
+    """run(windows, first, steps, state) -> (probabilities (lanes, steps), state): lane k reads
+    windows[first[k] : first[k] + steps]; lane 0 continues `state`, the others start afresh.
+
+    Two kinds of file: a sequence model (inputs input, h, c: faster-whisper's export), run one
+    call per lane; or Silero's own (inputs input, state, sr), cut in two where possible (encode
+    any number of frames at once, decode one frame per lane per call), else the whole model
+    frame by frame.
+    """
 
     def __init__(self, path: str):
         self.whole = _session(path)
+        self.is_sequence = {i.name for i in self.whole.get_inputs()} >= {"input", "h", "c"}
+        self.is_cut = False
+        if self.is_sequence:
+            return
         try:
             encoder, decoder, features = cut_encoder(Path(path).read_bytes())
             self._encoder, self._decoder, self._features = _session(encoder), _session(decoder), features
         except Exception:  # noqa: BLE001 (another model version: any failure to cut means the whole model)
-            self.is_cut = False
             return
         self.is_cut = self._matches_whole()
+
+    def run(self, windows: np.ndarray, first: np.ndarray, steps: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.is_sequence:
+            return self._run_sequence(_lane_windows(windows, first, steps), state)
+        # Lanes overlap by the warm-up: encode the block's windows once, fresh starts apart.
+        features = self.encode(windows[: first[-1] + steps])
+        fresh = windows[first[1:]]  # a copy: the fresh lanes' first frames, their streams starting there
+        fresh[:, :_CONTEXT] = 0.0
+        fresh_features = self.encode(fresh) if len(fresh) else None
+        probs = np.empty((len(first), steps), np.float32)
+        for step in range(steps):
+            step_features = features[first + step]
+            if step == 0 and fresh_features is not None:
+                step_features[1:] = fresh_features
+            probs[:, step], state = self.decode(step_features, state)
+        return probs, state
+
+    def _run_sequence(self, lanes: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # The export takes one stream (h and c of batch 1): one call per lane, its frames a sequence.
+        probs = np.empty(lanes.shape[:2], np.float32)
+        state = state.copy()
+        for lane, frames in enumerate(lanes):
+            out, h, c = self.whole.run(None, {"input": frames, "h": state[0:1, lane : lane + 1],
+                                              "c": state[1:2, lane : lane + 1]})
+            probs[lane] = out.reshape(-1)
+            state[0, lane], state[1, lane] = h[0, 0], c[0, 0]
+        return probs, state
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         return self._encoder.run(None, {"input": frames})[0] if self.is_cut else np.ascontiguousarray(frames)
@@ -183,18 +232,9 @@ class SpeechProbabilities:
             self._block, shape=(self.layout.block_frames, _CONTEXT + FRAME),
             strides=(FRAME * self._block.strides[0], self._block.strides[0]), writeable=False)
         first = np.arange(used) * lane_frames
-        features = self.model.encode(windows[: (used - 1) * lane_frames + steps])
-        fresh = windows[first[1:]]  # a copy: the fresh lanes' first frames, their streams starting there
-        fresh[:, :_CONTEXT] = 0.0
-        fresh_features = self.model.encode(fresh) if len(fresh) else None
         state = np.zeros((2, used, _STATE), np.float32)
         state[:, :1] = self._state
-        probs = np.empty((used, steps), np.float32)
-        for step in range(steps):
-            step_features = features[first + step]
-            if step == 0 and fresh_features is not None:
-                step_features[1:] = fresh_features
-            probs[:, step], state = self.model.decode(step_features, state)
+        probs, state = self.model.run(windows, first, steps, state)
         # The block's end is lane used-1's last step: its state goes on to the next block.
         self._state = state[:, used - 1 : used].copy()
         self._block[:_CONTEXT] = self._block[_CONTEXT + frames * FRAME - _CONTEXT : _CONTEXT + frames * FRAME]
