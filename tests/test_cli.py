@@ -154,7 +154,7 @@ def test_txt_alone_skips_the_word_alignment_and_keeps_the_text(jfk_outputs, data
     assert calls, "srt needs word times: the align pass must run"
 
 
-SHARED_GROUPS = ("model", "decoding", "batching and memory", "speech detection")
+SHARED_GROUPS = ("model", "decoding", "batching and memory", "speech detection", "speakers")
 
 
 def _flags(parser, groups=SHARED_GROUPS):

@@ -141,12 +141,38 @@ class BatchOptions:
         return self.max_batch_size
 
 
+MAX_SPEAKERS = 32
+
+
+@dataclass(frozen=True)
+class DiarizeOptions:
+    """Who speaks when (--diarize): off by default; the number of speakers is found unless given."""
+
+    enabled: bool = False
+    speakers: int | None = None  # exactly this many
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+    def __post_init__(self) -> None:
+        counts = {"--speakers": self.speakers, "--min-speakers": self.min_speakers, "--max-speakers": self.max_speakers}
+        for flag, value in counts.items():
+            if value is None:
+                continue
+            _require(self.enabled, f"{flag} {value} needs --diarize")
+            _require(1 <= value <= MAX_SPEAKERS, f"{flag} must be between 1 and {MAX_SPEAKERS}, not {value}")
+        _require(self.speakers is None or (self.min_speakers is None and self.max_speakers is None),
+                 f"--speakers {self.speakers} already fixes the count: leave out --min-speakers/--max-speakers")
+        _require(self.min_speakers is None or self.max_speakers is None or self.min_speakers <= self.max_speakers,
+                 f"--min-speakers {self.min_speakers} must not exceed --max-speakers {self.max_speakers}")
+
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     model: ModelOptions = field(default_factory=ModelOptions)
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     vad: VadOptions = field(default_factory=VadOptions)
     batch: BatchOptions = field(default_factory=BatchOptions)
+    diarize: DiarizeOptions = field(default_factory=DiarizeOptions)
 
     def to_dict(self) -> dict:
         """Plain data (JSON), for a child process; from_dict validates it again on the way in."""
@@ -157,4 +183,5 @@ class TranscribeOptions:
         model = dict(data.get("model", {}))
         model["paraformer"] = ParaformerOptions(**model.get("paraformer", {}))
         return cls(model=ModelOptions(**model), decode=DecodeOptions(**data.get("decode", {})),
-                   vad=VadOptions(**data.get("vad", {})), batch=BatchOptions(**data.get("batch", {})))
+                   vad=VadOptions(**data.get("vad", {})), batch=BatchOptions(**data.get("batch", {})),
+                   diarize=DiarizeOptions(**data.get("diarize", {})))

@@ -62,6 +62,7 @@ class TextSegment:
     start: float
     end: float
     text: str
+    speaker: str | None = None  # "Speaker 1", ... with --diarize; None without
 
 
 @dataclass(frozen=True)

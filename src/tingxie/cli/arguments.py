@@ -19,13 +19,14 @@ from tingxie.options import (
     CPU_MAX_BATCH,
     BatchOptions,
     DecodeOptions,
+    DiarizeOptions,
     ModelOptions,
     TranscribeOptions,
     VadOptions,
     parse_batch_size,
 )
 
-GROUPS = ("model", "decode", "batch", "vad")
+GROUPS = ("model", "decode", "batch", "vad", "speakers")
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, *, model_default: str = DEFAULT_MODEL,
@@ -78,6 +79,15 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, model_default: str 
         batch.add_argument("--memory-budget", default=None,
                            help="total memory to stay under: 6GiB, 800MB, 50%% or 0.5 of free (default: 70%% of free)")
 
+    speakers = parser.add_argument_group("speakers")
+    speakers.add_argument("--diarize", action="store_true",
+                          help="label who speaks: a speaker on every segment and word, a new cue where it changes "
+                               "(offline: resemblyzer's voice encoder, run in NumPy)")
+    speakers.add_argument("--speakers", type=int, default=None,
+                          help="with --diarize: exactly this many speakers (default: found from the audio)")
+    speakers.add_argument("--min-speakers", type=int, default=None, help="with --diarize: at least this many speakers")
+    speakers.add_argument("--max-speakers", type=int, default=None, help="with --diarize: at most this many speakers")
+
     vad = parser.add_argument_group("speech detection")
     vad.add_argument("--vad-threshold", type=float, default=VadOptions.threshold,
                      help=f"speech probability threshold (default: {VadOptions.threshold})")
@@ -100,6 +110,8 @@ def options_from_args(args: argparse.Namespace, *, timestamps: bool = True, swee
     paraformer = ParaformerOptions(vad_model=args.vad_model, punc_model=args.punc_model,
                                    punctuate=not args.no_punc, engine=args.engine)
     batch_size_s = "auto" if sweep else args.batch_size_s
+    diarize = DiarizeOptions(enabled=args.diarize, speakers=args.speakers, min_speakers=args.min_speakers,
+                             max_speakers=args.max_speakers)
     return TranscribeOptions(
         model=ModelOptions(name=args.model, device=args.device, compute_type=args.compute_type,
                            threads=args.threads, replicas=args.replicas, paraformer=paraformer),
@@ -111,6 +123,7 @@ def options_from_args(args: argparse.Namespace, *, timestamps: bool = True, swee
         batch=BatchOptions(batch_size_s=parse_batch_size(batch_size_s), batch_threshold_s=args.batch_threshold_s,
                            max_batch_size=args.max_batch_size,
                            memory_budget=None if sweep else args.memory_budget),
+        diarize=diarize,
     )
 
 

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 def transcribe_options(args: argparse.Namespace, formats: tuple[str, ...] = FORMATS) -> TranscribeOptions:
     # Word times cost an align pass per window (~14 % of a CPU run with tiny.en, docs/benchmarks.md);
     # plain text never shows them, so txt alone does not pay for it.
-    return options_from_args(args, timestamps=not args.no_timestamps and needs_word_times(formats))
+    # --diarize: words let a segment be cut where the speaker changes inside it
+    return options_from_args(args, timestamps=not args.no_timestamps and (needs_word_times(formats) or args.diarize))
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

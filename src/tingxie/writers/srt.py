@@ -9,7 +9,10 @@ from tingxie.writers.cues import clock, cue_span, cue_text, has_text
 def format_cue(index: int, segment: TextSegment) -> str:
     """One numbered cue with its trailing blank line; callers skip segments without text."""
     start, end = cue_span(segment)
-    return f"{index}\n{clock(start, ',')} --> {clock(end, ',')}\n{cue_text(segment.text)}\n\n"
+    text = cue_text(segment.text)
+    if segment.speaker is not None:  # SubRip has no speaker field: the name leads the text
+        text = f"{segment.speaker}: {text}"
+    return f"{index}\n{clock(start, ',')} --> {clock(end, ',')}\n{text}\n\n"
 
 
 def render(transcript: Transcript) -> str:

@@ -13,7 +13,10 @@ def header() -> str:
 def format_cue(segment: TextSegment) -> str:
     """One cue with its trailing blank line; callers skip segments without text."""
     start, end = cue_span(segment)
-    return f"{clock(start, '.')} --> {clock(end, '.')}\n{_escape(cue_text(segment.text))}\n\n"
+    text = _escape(cue_text(segment.text))
+    if segment.speaker is not None:  # a voice span: WebVTT's own way to name who speaks
+        text = f"<v {_escape(segment.speaker)}>{text}"
+    return f"{clock(start, '.')} --> {clock(end, '.')}\n{text}\n\n"
 
 
 def render(transcript: Transcript) -> str:

@@ -1,0 +1,74 @@
+"""The speaker encoder's input: a power mel spectrogram, computed in NumPy.
+
+The encoder was trained on librosa's `melspectrogram` of 16 kHz audio (40 Slaney mel bands, a 25 ms
+periodic Hann window, a 10 ms hop, centred frames, power 2, no log). This reproduces it without
+librosa, so the default install needs nothing more than NumPy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from tingxie import SAMPLE_RATE
+
+N_FFT = SAMPLE_RATE * 25 // 1000  # 400 samples
+HOP = SAMPLE_RATE * 10 // 1000  # 160 samples
+N_MELS = 40
+TARGET_DBFS = -30.0  # the level the encoder's training audio was normalised to
+_INT16_MAX = 2 ** 15 - 1
+
+
+def _hz_to_mel(hz):
+    # Slaney's scale: linear below 1 kHz, logarithmic above (librosa's default, htk=False).
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, mel)
+
+
+def _mel_to_hz(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    hz = mel * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, hz)
+
+
+@lru_cache(maxsize=1)
+def mel_filters() -> np.ndarray:
+    """(N_MELS, N_FFT // 2 + 1) triangular filters with Slaney's area normalisation."""
+    fft_hz = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), N_MELS + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    filters *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return filters.astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    n = np.arange(N_FFT)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float32)  # periodic Hann
+
+
+def normalise_level(samples: np.ndarray) -> np.ndarray:
+    """The samples scaled to the training level, so loudness is not mistaken for a voice."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    if rms <= 1e-6:
+        return samples
+    gain = 10 ** ((TARGET_DBFS - 20 * np.log10(rms)) / 20)
+    return (samples * gain).astype(np.float32)
+
+
+def mel_spectrogram(samples: np.ndarray) -> np.ndarray:
+    """(frames, N_MELS) float32 power mel frames of 16 kHz samples; 1 + len // HOP frames."""
+    padded = np.pad(np.asarray(samples, dtype=np.float32), N_FFT // 2)  # centred frames, zero padded
+    count = 1 + (len(padded) - N_FFT) // HOP
+    frames = np.lib.stride_tricks.as_strided(
+        padded, shape=(count, N_FFT), strides=(padded.strides[0] * HOP, padded.strides[0]))
+    power = np.abs(np.fft.rfft(frames * _window(), axis=1)) ** 2
+    return (power.astype(np.float32) @ mel_filters().T).astype(np.float32)

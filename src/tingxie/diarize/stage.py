@@ -1,0 +1,68 @@
+"""The diarization stage: fed each speech segment as it streams by, finished after recognition.
+
+It works with every backend: it needs only the audio the VAD cut, and the text's times (words when
+the backend aligned them). Vectors are computed as segments pass; the clustering runs once at the
+end over the vectors alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable, Iterator, Sequence
+
+from tingxie.diarize.assign import label_segments, label_words
+from tingxie.diarize.clustering import SpeakerCount, cluster, first_appearance
+from tingxie.diarize.encoder import SpeakerEncoder
+from tingxie.diarize.timeline import Timeline, chunks, smooth, turns
+from tingxie.diarize.windows import SpeakerWindows, WindowEmbedder
+from tingxie.options import DiarizeOptions
+from tingxie.segments import AudioSegment, TextSegment, Transcript
+
+
+@functools.cache
+def load_encoder() -> SpeakerEncoder:
+    """The speaker encoder, read once per process (about 6 MB of weights)."""
+    return SpeakerEncoder()
+
+
+def speaker_count(options: DiarizeOptions) -> SpeakerCount:
+    return SpeakerCount(exactly=options.speakers, least=options.min_speakers or 1, most=options.max_speakers)
+
+
+class Diarizer:
+    """One input's diarization; make a new one per input (the encoder can be shared)."""
+
+    def __init__(self, encoder: SpeakerEncoder, options: DiarizeOptions = DiarizeOptions(enabled=True)):
+        self.count = speaker_count(options)
+        self._embedder = WindowEmbedder(encoder)
+        self.timeline: Timeline | None = None
+
+    def observe(self, segments: Iterable[AudioSegment]) -> Iterator[AudioSegment]:
+        """The same segments, each embedded on its way through (resumed runs included, so a
+        resumed run computes the same vectors from the same audio)."""
+        for segment in segments:
+            self._embedder.add(segment)
+            yield segment
+
+    def speaker_timeline(self) -> Timeline:
+        if self.timeline is None:
+            self.timeline = timeline_of(self._embedder.finish(), self.count)
+        return self.timeline
+
+    def label(self, pieces: Sequence[TextSegment], words: Sequence[TextSegment]) -> list[TextSegment]:
+        """The output segments with a speaker each, cut where the speaker changes."""
+        return label_segments(pieces, words, self.speaker_timeline())
+
+    def label_transcript(self, transcript: Transcript) -> None:
+        """Speakers on the transcript's segments (cut where the speaker changes) and words."""
+        timeline = self.speaker_timeline()
+        transcript.segments = label_segments(transcript.segments, transcript.words, timeline)
+        transcript.words = label_words(transcript.words, timeline)
+
+
+def timeline_of(windows: SpeakerWindows, count: SpeakerCount) -> Timeline:
+    if not windows.vectors:
+        return Timeline([])
+    labels = cluster(windows.matrix(), count, chunks=chunks(windows.starts, windows.ends))
+    labels = first_appearance(smooth(windows.starts, windows.ends, labels))
+    return Timeline(turns(windows.starts, windows.ends, labels))
