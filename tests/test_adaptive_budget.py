@@ -122,7 +122,7 @@ def _fitting(monkeypatch, budget_bytes):
 
     loads = []
 
-    def load(model, decode):
+    def load(model, decode, memory_budget=None):
         loads.append(model.replicas)
         return ReplicatedBackend(model)
 
