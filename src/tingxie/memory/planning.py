@@ -23,7 +23,7 @@ from tingxie.memory.profile import cached_model
 from tingxie.options import TranscribeOptions
 from tingxie.errors import OutOfMemoryError
 from tingxie.planner import MemoryModel, format_bytes, min_budget
-from tingxie.planner.shapes import InputShape
+from tingxie.planner.shapes import InputShape, ShapeRule
 from tingxie.memory.sizes import parse_memory_budget
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,11 @@ class MemoryPlanner:
         memory this short runs one item at a time rather than failing (an out-of-memory error
         there still splits nothing it cannot)."""
         user_left = working_budget(self._usable_bytes(), self.probe)  # raises if the model fills the budget
+        if (self.shape is not None and self.shape.rule is ShapeRule.FIXED_WINDOW
+                and user_left < min_budget(self.shape, self.model)):
+            # what is resident grew past what the budget leaves a window: say so in the user's numbers
+            # (variable-length items are left to the planner: a shorter one may still fit)
+            self.check_smallest_batch(self.shape)
         if not self.adaptive:
             return user_left
         resident = self.probe.current_bytes()
