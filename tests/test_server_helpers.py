@@ -50,7 +50,7 @@ def fake_transcriber(delay_s: float = 0.0, max_batch_size: int = 16, **kwargs) -
 def server(transcriber: Transcriber, tmp_path: Path, *, mount=None, **config):
     """(base URL, service) of a server on 127.0.0.1, a free port, its database under tmp_path;
     mount adds routes (the web page)."""
-    settings = ServerConfig(db_path=tmp_path / "jobs.db", upload_dir=tmp_path / "uploads", **config)
+    settings = ServerConfig(**{"db_path": tmp_path / "jobs.db", "upload_dir": tmp_path / "uploads", **config})
     with running(transcriber, settings, mount=mount) as (url, service):
         yield url, service
 

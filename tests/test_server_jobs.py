@@ -65,7 +65,11 @@ def test_a_job_reports_progress_and_its_result_in_every_format(tmp_path, long_au
         for fmt in ("json", "text", "vtt", "verbose_json"):
             assert client.get(f"/v1/jobs/{job_id}/result", params={"format": fmt}).status_code == 200
         assert client.get(f"/v1/jobs/{job_id}/result", params={"format": "docx"}).status_code == 400
-        assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "succeeded"  # finished stays finished
+        removed = client.delete(f"/v1/jobs/{job_id}")  # a finished job is removed with its segments
+        assert removed.status_code == 200 and removed.json()["deleted"] is True
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+        assert service.store.get(job_id) is None and service.store.count_segments(job_id) == 0
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 404
         assert client.get("/v1/jobs/nope").status_code == 404
         assert client.get("/v1/jobs/nope/result").status_code == 404
         assert uploads_left(tmp_path) == []

@@ -250,10 +250,16 @@ def _riff_seconds(head: bytes) -> float | None:
         if chunk_id == b"fmt " and size >= 16 and pos + 20 <= len(head):
             byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
         elif chunk_id == b"data":
-            # Writers that cannot seek back leave 0 or a huge placeholder.
-            return size / byte_rate if byte_rate and 0 < size < 0x7FFFF000 else None
+            # Writers that cannot seek back leave a placeholder: 0, 0xFFFFFFFF or near it, or
+            # 0x7FFFF000..0x7FFFFFFF (SoX and others). Any other size is a claim to check:
+            # 37 hours of 16-bit 16 kHz mono is 4.26e9 bytes, a valid size below 4 GiB.
+            return size / byte_rate if byte_rate and not _placeholder(size) else None
         pos += 8 + size + (size & 1)
     return None
+
+
+def _placeholder(size: int) -> bool:
+    return size == 0 or size >= 0xFFFFF000 or 0x7FFFF000 <= size <= 0x7FFFFFFF
 
 
 def _parse_hms(text: str | None) -> float | None:

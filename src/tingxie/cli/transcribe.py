@@ -7,6 +7,7 @@ finish; the final files appear atomically at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,10 @@ def transcribe_inputs(inputs: list[str], options: TranscribeOptions, formats: tu
                       output_dir: Path, *, quiet: bool = False, debug: bool = False, restart: bool = False) -> int:
     from tingxie.engine.pipeline import Transcriber
 
+    if output_dir.exists() and not output_dir.is_dir():
+        print(f"tingxie: error: -o {output_dir}: is a file, not a folder; name a folder for the outputs",
+              file=sys.stderr)
+        return 2
     try:
         transcriber = Transcriber(options)
     except TingxieError as error:
@@ -50,6 +55,9 @@ def failure_line(name: str, error: Exception) -> str:
         return f"tingxie: error: {name}: {error.reason}"  # the name once
     if isinstance(error, TingxieError):
         return f"tingxie: error: {name}: {error}"
+    if isinstance(error, OSError) and error.filename is not None:  # an output that cannot be written
+        where = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
+        return f"tingxie: error: {name}: cannot write {where}: {error.strerror or error}"
     return (f"tingxie: error: {name}: unexpected {type(error).__name__}: {error} "
             "(run with --debug for details)")
 
@@ -82,6 +90,9 @@ def transcribe_one(transcriber, name: str, formats, output_dir: Path, quiet: boo
                 sys.stdin.buffer if from_stdin else name, progress=bar.update, on_window=on_window,
                 recorded=checkpoint.recorded if checkpoint else (lambda index: None))
         transcript.source = name
+        if checkpoint and checkpoint.resumed:  # the figures cover the interrupted runs too
+            transcript.stats = dataclasses.replace(
+                transcript.stats, wall_seconds=transcript.stats.wall_seconds + checkpoint.earlier_wall_s)
         for fmt, path in finals.items():
             write_transcript(transcript, path, fmt)
         finished = True

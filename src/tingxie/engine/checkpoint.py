@@ -1,7 +1,8 @@
 """Durable progress of one transcription, so a killed run continues where it stopped.
 
 A JSON-lines file beside the outputs: a header naming the input and the options, then one
-line per finished window, flushed and fsynced before the run goes on. A run that finds a
+line per finished window (with the wall seconds of every run so far), flushed and fsynced
+before the run goes on. A run that finds a
 checkpoint with the same header takes the recorded segments instead of recomputing them; a
 torn last line (the kill came mid-write) is ignored. The file is removed once the outputs
 are written.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,14 @@ class Checkpoint:
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
         self._header = header
-        self.results: dict[int, SegmentResult] = _read(path, header) if path.exists() else {}
+        self.results: dict[int, SegmentResult] = {}
+        # wall seconds the interrupted runs spent up to their last recorded window: a resumed
+        # run's figures cover the whole transcription, not only its own part
+        self.earlier_wall_s = 0.0
+        if path.exists():
+            self.results, self.earlier_wall_s = _read(path, header)
         self.resumed = bool(self.results)
+        self._started = time.perf_counter()
         self._file = None  # opened at the first finished window: a failed input leaves nothing
 
     def recorded(self, index: int) -> SegmentResult | None:
@@ -60,7 +68,8 @@ class Checkpoint:
             self._file = open(self.path, "a" if self.resumed else "w", encoding="utf-8")
             if not self.resumed:
                 self._append(self._header)
-        self._append({"window": window.number, "results": [_result_to_json(r) for r in new]})
+        self._append({"window": window.number, "results": [_result_to_json(r) for r in new],
+                      "wall_s": round(self.earlier_wall_s + time.perf_counter() - self._started, 3)})
         self.results.update((r.index, r) for r in new)
 
     def close(self, *, remove: bool) -> None:
@@ -75,21 +84,23 @@ class Checkpoint:
         os.fsync(self._file.fileno())
 
 
-def _read(path: Path, header: dict[str, Any]) -> dict[int, SegmentResult]:
+def _read(path: Path, header: dict[str, Any]) -> tuple[dict[int, SegmentResult], float]:
+    """The recorded results, and the wall seconds spent up to the last of them."""
     lines = path.read_text(encoding="utf-8").splitlines()
     try:
         if not lines or json.loads(lines[0]) != json.loads(json.dumps(header)):
-            return {}  # another input or other options: start over
+            return {}, 0.0  # another input or other options: start over
     except json.JSONDecodeError:
-        return {}
-    results = {}
+        return {}, 0.0
+    results, wall_s = {}, 0.0
     for line in lines[1:]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             break  # torn by a kill mid-write: everything after it is lost anyway
         results.update((r["index"], _result_from_json(r)) for r in record["results"])
-    return results
+        wall_s = max(wall_s, float(record.get("wall_s", 0.0)))  # absent in checkpoints of older versions
+    return results, wall_s
 
 
 def _result_to_json(result: SegmentResult) -> dict[str, Any]:

@@ -56,9 +56,19 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
     async def validation_error(request: Request, error: RequestValidationError):
         return JSONResponse(bad_request(f"invalid request: {error.errors()}").body(), status_code=400)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):  # a bug still answers in OpenAI's shape
+        return JSONResponse(ApiError(500, f"internal error ({type(error).__name__})").body(), status_code=500)
+
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok", "model": service.model_name, "queued": len(service.live)}
+        """503 with the reason while storage cannot be written or the scheduler has stopped."""
+        problem = await run_in_threadpool(service.health.reason)
+        if problem is None and not service.scheduler.alive:
+            problem = "the scheduler has stopped"
+        body = {"status": "ok" if problem is None else "unhealthy", "model": service.model_name,
+                "queued": len(service.live)}
+        return JSONResponse(body if problem is None else {**body, "reason": problem}, status_code=503 if problem else 200)
 
     @app.get("/metrics")
     async def prometheus():
@@ -109,14 +119,23 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
         return Response(body, media_type=media_type)
 
     @app.delete("/v1/jobs/{job_id}")
-    async def cancel_job(job_id: str):
-        _job_or_404(service, job_id)
-        await run_in_threadpool(service.cancel, job_id)  # a finished job stays as it is
-        return _job_or_404(service, job_id)
+    async def cancel_or_delete_job(job_id: str):
+        """An unfinished job is cancelled (and kept, to be read); a finished one is removed with its segments."""
+        view = _job_or_404(service, job_id)
+        if view["state"] in ("queued", "running"):
+            await run_in_threadpool(service.cancel, job_id)
+            return _job_or_404(service, job_id)
+        if not await run_in_threadpool(service.store.delete, job_id):
+            raise ApiError(409, f"job {job_id} cannot be removed now", code="job_busy")
+        return {"id": job_id, "object": "transcription.job.deleted", "deleted": True}
 
     if mount is not None:
         mount(app, service)
-    return Guard(app, api_keys=config.api_keys, max_upload_bytes=config.max_upload_bytes, metrics=metrics)
+    async def admission():  # 429 or 503 from the headers, before an upload's body is read
+        await run_in_threadpool(service.check_room)
+
+    return Guard(app, api_keys=config.api_keys, max_upload_bytes=config.max_upload_bytes, metrics=metrics,
+                 admission=admission, body_timeout_s=config.body_timeout_s, max_uploads=config.max_uploads)
 
 
 async def _admit(request: Request, service: TranscriptionService, config: ServerConfig, *, durable: bool) -> Work:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from tingxie.cli.arguments import options_from_args
 from tingxie.errors import TingxieError
+from tingxie.server.health import describe
 
 
 def register(subparsers) -> None:
@@ -33,6 +35,13 @@ def add_server_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-upload-mb", type=float, default=512, help="largest upload, MiB (413 above)")
     serve.add_argument("--max-duration-s", type=float, default=None, help="longest audio, seconds (413 above)")
     serve.add_argument("--max-queue", type=int, default=64, help="requests and jobs queued at once (429 above)")
+    serve.add_argument("--body-timeout-s", type=float, default=60.0,
+                       help="longest wait between two reads of a request body, seconds (408 after)")
+    serve.add_argument("--max-uploads", type=int, default=32,
+                       help="request bodies received at once on the upload routes (429 above); 0: no cap")
+    serve.add_argument("--keep-jobs", default=None, metavar="AGE|COUNT",
+                       help="finished jobs to keep: an age (7d, 12h, 30m) or a count (1000); older ones and "
+                            "their segments are removed (default: keep all)")
     serve.add_argument("--fairness-quantum-s", type=float, default=None,
                        help="compute seconds a request or job gets per turn once it has had one (default: 4 "
                             "model windows, 120 s for Whisper); 0: strict round robin")
@@ -40,6 +49,10 @@ def add_server_arguments(serve: argparse.ArgumentParser) -> None:
                        help="serve one request or job at a time (batches hold one input's segments only)")
     serve.add_argument("--bench-results", default=None, metavar="JSON",
                        help="`tingxie bench` output to show on the page's Benchmarks tab")
+    serve.add_argument("--preload", action="append", default=[], metavar="NAME",
+                       help="load this model too at start (repeatable): an embedded name or a model directory "
+                            "(a FunASR one included); requests name any of them, or another embedded model, "
+                            "loaded on demand and unloaded least recently used when the memory budget needs room")
     serve.add_argument("--debug", action="store_true", help="debug logs")
     add_option_arguments(serve)  # the model, decode, batch and VAD flags, as `tingxie transcribe` has them
 
@@ -56,6 +69,10 @@ def config_from_args(args: argparse.Namespace):
         max_queue=args.max_queue,
         max_active=1 if args.no_cross_batching else 0,
         fairness_quantum_s=args.fairness_quantum_s,
+        preload=tuple(args.preload),
+        body_timeout_s=args.body_timeout_s,
+        max_uploads=args.max_uploads,
+        keep_jobs=args.keep_jobs,
     )
 
 
@@ -66,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         options = options_from_args(args)  # one builder for every command (cli/arguments.py)
+        problem = storage_problem(config)
+        if problem is not None:
+            print(f"tingxie: error: cannot start: {problem}", file=sys.stderr)
+            return 1
         from tingxie.engine.pipeline import Transcriber
         from tingxie.server.runner import serve
 
@@ -80,6 +101,24 @@ def run(args: argparse.Namespace) -> int:
     serve(transcriber, config, args.host, args.port, log_level="debug" if args.debug else "info",
           mount=_page(args))
     return 0
+
+
+def storage_problem(config) -> str | None:
+    """Why the job database or the upload folder cannot be opened and written, before the model
+    loads: a full or read-only disk at start is one line, not a traceback."""
+    from tingxie.server.health import StorageHealth
+    from tingxie.server.store import JobStore
+
+    try:
+        store = JobStore(config.db_path)
+    except (OSError, sqlite3.Error) as error:
+        return f"the job database {config.db_path} cannot be opened ({describe(error)})"
+    try:
+        reason = StorageHealth({"job database": Path(config.db_path).parent, "upload folder": config.uploads},
+                               store.probe).reason()
+    finally:
+        store.close()
+    return None if reason is None else f"{reason} ({config.db_path}, {config.uploads})"
 
 
 def _page(args: argparse.Namespace):

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from tingxie.server.api_errors import ApiError, bad_request
 from tingxie.server.formats import RESPONSE_FORMATS
+from tingxie.server.health import describe, storage_unavailable
 from tingxie.server.limits import upload_error
 from tingxie.server.work import RequestOptions
 
@@ -71,12 +72,16 @@ async def read_request(request: Request, max_upload_bytes: int) -> tuple[Request
 
 def save_upload(source: BinaryIO, directory: Path, max_upload_bytes: int) -> tuple[str, Path]:
     """Copy an upload (a binary file) into the upload folder under a fresh id (blocking: run in a thread)."""
-    directory.mkdir(parents=True, exist_ok=True)
     job_id = uuid.uuid4().hex
     path = directory / f"{job_id}.upload"
     source.seek(0)
-    with open(path, "wb") as out:
-        shutil.copyfileobj(source, out, 1 << 20)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+    except OSError as error:  # a full or failing upload folder: nothing partial is left behind
+        path.unlink(missing_ok=True)
+        raise storage_unavailable(f"upload folder cannot be written: {describe(error)}") from None
     if path.stat().st_size > max_upload_bytes:
         path.unlink(missing_ok=True)
         raise upload_error(max_upload_bytes)

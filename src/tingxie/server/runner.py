@@ -16,6 +16,7 @@ import uvicorn
 from tingxie.engine.pipeline import Transcriber
 from tingxie.server.app import create_app
 from tingxie.server.config import ServerConfig
+from tingxie.server.retention import Retention
 from tingxie.server.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics
 from tingxie.server.service import TranscriptionService
 
@@ -26,6 +27,10 @@ def build(transcriber: Transcriber, config: ServerConfig, mount: Mount | None = 
     metrics = Metrics()
     service = TranscriptionService(transcriber, config, metrics)
     _register(metrics, service)
+    if config.keep_jobs:
+        retention = Retention(service.store, config.keep_jobs)
+        retention.start()
+        service.stop_hooks.append(retention.stop)
     return create_app(service, config, metrics, mount), service
 
 
@@ -37,7 +42,8 @@ def _register(metrics: Metrics, service: TranscriptionService) -> None:
         return metrics.value("tingxie_audio_seconds_done_total") / busy if busy > 0 else 0.0
 
     metrics.gauge("tingxie_queue_depth", "Requests and jobs admitted and not finished.", lambda: len(service.live))
-    metrics.gauge("tingxie_queued_segments", "Decoded segments waiting for a batch.", service.scheduler.queued_segments)
+    metrics.gauge("tingxie_queued_segments", "Decoded segments waiting for a batch.", 
+                  lambda: service.queued_segments())  # every model's; holds no model alive
     metrics.counter("tingxie_audio_seconds_done_total", "Audio seconds transcribed (progress of every request and job).")
     metrics.counter("tingxie_busy_seconds_total", "Wall seconds the backend spent running batches.")
     metrics.gauge("tingxie_speed", "Audio seconds transcribed per second of backend time.", speed)

@@ -132,6 +132,10 @@ class Scheduler:
             self.sink.settled(work)
         return ended
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def queued_segments(self) -> int:
         with self.cond:
             return sum(len(w.pending) for w in self.works)
@@ -157,8 +161,15 @@ class Scheduler:
                 self._run(taken)
             except Exception as error:  # the scheduler outlives any one batch; its works fail, not hang
                 log.exception("batch failed unexpectedly")
-                for work in taken:
-                    self.end(work, "failed", ApiError(500, f"internal error ({type(error).__name__})"))
+                self._fail_all(taken, ApiError(500, f"internal error ({type(error).__name__})"))
+
+    def _fail_all(self, works, error: ApiError) -> None:
+        """End each work as failed; an error while ending one (its sink) never stops this thread."""
+        for work in works:
+            try:
+                self.end(work, "failed", error)
+            except Exception:
+                log.exception("ending %s failed", work.id)
 
     def _pick(self) -> list[tuple[Work, AudioSegment]]:
         lanes = admitted_lanes(self.works, self.max_active)
@@ -207,12 +218,15 @@ class Scheduler:
             finished[work].append(FinishedSegment(segment.index, segment.start, segment.end, local))
         for work, records in finished.items():
             if records and work not in failures and not work.terminal:
-                self.sink.record(work, records)  # durable before it counts as done
+                try:
+                    self.sink.record(work, records)  # durable before it counts as done
+                except ApiError as error:  # storage failed (health.py): this work fails, the others go on
+                    failures[work] = error
         done = self._route(taken, finished, failures, retries)
         for work in done:
             self.sink.settled(work)
         for work, error in failures.items():
-            self.end(work, "failed", error)
+            self._fail_all([work], error)
 
     def _execute(self, batch: list[AudioSegment]) -> tuple[list[SegmentResult], dict[int, Exception]]:
         try:

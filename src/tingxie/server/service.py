@@ -21,6 +21,7 @@ from tingxie.server.api_errors import ApiError, bad_request
 from tingxie.server.config import ServerConfig
 from tingxie.server.form import remove_quietly
 from tingxie.server.formats import build_transcript
+from tingxie.server.health import StorageHealth, is_storage_error, storage_unavailable
 from tingxie.server.limits import queue_full_error
 from tingxie.server.metrics import Metrics
 from tingxie.server.producer import start_producer
@@ -46,6 +47,12 @@ class TranscriptionService:
         self._seq = itertools.count()
         self._stopped = False
         self.stop_hooks: list = []  # called first on stop (the web page's own runner)
+        # Storage that cannot be written is a state (health.py): final states that could not be
+        # written wait here, shown from memory, and are written once the storage recovers.
+        self.health = StorageHealth({"job database": Path(config.db_path).parent, "upload folder": config.uploads},
+                                    self.store.probe)
+        self.health.recovery_hooks.append(self._write_unwritten)
+        self._unwritten: dict[str, tuple[Work, dict]] = {}
 
     @property
     def model_name(self) -> str:
@@ -96,7 +103,12 @@ class TranscriptionService:
                               f"temperature {loaded.temperature:g}", param="temperature")
 
     def check_room(self) -> None:
-        """429 when the queue is full: before an upload touches the disk, and again at submit."""
+        """429 when the queue is full, 503 while storage cannot be written: before an upload
+        touches the disk, and again at submit."""
+        problem = self.health.reason()
+        if problem is not None:
+            self.metrics.inc("tingxie_rejected_total", reason="storage")
+            raise storage_unavailable(problem)
         if len(self.live) >= self.config.max_queue:
             self.metrics.inc("tingxie_rejected_total", reason="queue_full")
             raise queue_full_error(self._retry_after_s(), self.config.max_queue)
@@ -107,7 +119,12 @@ class TranscriptionService:
             self.check_room()
             work = Work(job_id, options, upload, durable, total_s, next(self._seq))
             if durable:
-                self.store.create(job_id, options.to_json(), str(upload), total_s, work.created_at)
+                try:
+                    self.store.create(job_id, options.to_json(), str(upload), total_s, work.created_at)
+                except Exception as error:
+                    if not is_storage_error(error):
+                        raise
+                    raise self.health.failed("job database", error) from None
             self.live[job_id] = work
         self._start(work)
         self.metrics.inc("tingxie_submitted_total", kind="job" if durable else "request")
@@ -160,19 +177,45 @@ class TranscriptionService:
                       "peak_memory_bytes": peak_rss_bytes(), "batches": work.batches + 1}  # + this batch
             if work.first_started_at is None:
                 work.first_started_at = fields["started_at"] = work.started_at
-        self.store.record(work.id, finished, **fields)
+        try:
+            self.store.record(work.id, finished, **fields)
+        except Exception as error:  # the scheduler fails this work with the 503, and goes on
+            if not is_storage_error(error):
+                raise
+            raise self.health.failed("job database", error) from None
 
     def settled(self, work: Work) -> None:
+        try:
+            self._write_final(work)
+        finally:  # whatever the storage does, the work ends in memory and its waiters wake
+            self._forget(work)
+
+    def _write_final(self, work: Work) -> None:
+        if not work.durable:
+            return
         transcript = self.transcript(work) if work.state == "succeeded" else None
-        if work.durable:
-            error = work.error
-            self.store.update(work.id, state=work.state, finished_at=work.finished_at,
-                              audio_total_s=work.total_s, audio_done_s=work.audio_done_s(),
-                              processing_s=work.elapsed_s(), peak_memory_bytes=max(work.peak_memory_bytes,
-                                                                                    peak_rss_bytes()),
-                              segments_total=len(work.finished), language=transcript and transcript.language,
-                              batches=work.batches, oom_retries=work.oom_retries,
-                              error=error and error.message, error_status=error and error.status)
+        error = work.error
+        fields = dict(state=work.state, finished_at=work.finished_at,
+                      audio_total_s=work.total_s, audio_done_s=work.audio_done_s(),
+                      processing_s=work.elapsed_s(), peak_memory_bytes=max(work.peak_memory_bytes, peak_rss_bytes()),
+                      segments_total=len(work.finished), language=transcript and transcript.language,
+                      batches=work.batches, oom_retries=work.oom_retries,
+                      error=error and error.message, error_status=error and error.status)
+        try:
+            self.store.update(work.id, **fields)
+        except Exception as failure:
+            if not is_storage_error(failure):
+                raise
+            self._unwritten[work.id] = (work, fields)  # shown from memory, written on recovery
+            self.health.failed("job database", failure)
+
+    def _write_unwritten(self) -> None:
+        """The final states a full disk kept out of the database (a health recovery hook)."""
+        for job_id, (_, fields) in list(self._unwritten.items()):
+            self.store.update(job_id, **fields)
+            self._unwritten.pop(job_id, None)
+
+    def _forget(self, work: Work) -> None:
         remove_quietly(work.upload)
         with self._lock:
             self.live.pop(work.id, None)
@@ -196,7 +239,7 @@ class TranscriptionService:
         return stored_transcript(self.store, record, self.model_name)
 
     def job_view(self, job_id: str) -> dict | None:
-        work = self.live.get(job_id)
+        work = self.live.get(job_id) or self._unwritten.get(job_id, (None,))[0]
         if work is not None and work.durable:
             with self.scheduler.cond:
                 return JobSnapshot(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS segments (
     result TEXT NOT NULL,
     PRIMARY KEY (job_id, idx)
 );
+CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at REAL NOT NULL);
 """
 _MIGRATIONS = {  # from version n to n + 1
     1: "ALTER TABLE jobs ADD COLUMN batches INTEGER NOT NULL DEFAULT 0;"
@@ -132,6 +134,38 @@ class JobStore:
             if fields:  # never over a final state written meanwhile (a cancel racing the batch)
                 self._db.execute(f"UPDATE jobs SET {names} WHERE id = ? AND state IN ('queued', 'running')",
                                  (*fields.values(), job_id))
+
+    def probe(self) -> None:
+        """A small write transaction: raises while the database cannot be written (health.py)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (time.time(),))
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a finished job and its segments; False if there is none or it is unfinished."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            return self._db.execute("DELETE FROM jobs WHERE id = ? AND state NOT IN ('queued', 'running')",
+                                    (job_id,)).rowcount > 0
+
+    def expire(self, *, finished_before: float | None = None, keep: int | None = None) -> list[str]:
+        """Remove finished jobs that ended before a time, or beyond the newest `keep`; their ids."""
+        clauses, params = [], []
+        if finished_before is not None:
+            clauses.append("finished_at < ?")
+            params.append(finished_before)
+        if keep is not None:
+            clauses.append("id NOT IN (SELECT id FROM jobs WHERE state NOT IN ('queued', 'running') "
+                           "ORDER BY finished_at DESC, created_at DESC LIMIT ?)")
+            params.append(keep)
+        if not clauses:
+            return []
+        where = f"state NOT IN ('queued', 'running') AND ({' OR '.join(clauses)})"
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            ids = [row[0] for row in self._db.execute(f"SELECT id FROM jobs WHERE {where}", params)]
+            self._db.execute(f"DELETE FROM jobs WHERE {where}", params)
+        return ids
 
     def get(self, job_id: str) -> JobRecord | None:
         found = self._jobs("WHERE id = ?", (job_id,))
