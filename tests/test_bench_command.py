@@ -50,10 +50,10 @@ def test_missing_audio_is_a_one_line_error(capsys, tmp_path):
 
 def test_a_budget_below_the_smallest_batch_is_a_one_line_error(capsys, data_dir, tmp_path):
     code, _, err = bench(capsys, data_dir / "jfk.flac", "-o", tmp_path / "b", "--batch-size-s", "none",
-                         "--budget", "20MiB", "--runs", "1")
+                         "--budget", "40MiB", "--runs", "1")  # above the weights (36 MiB as int8)
     assert code == 2
     line = one_line_error(err)
-    assert "auto, budget 20MiB: --memory-budget 20MiB (20.0 MiB) is below the smallest batch: " in line
+    assert "auto, budget 40MiB: --memory-budget 40MiB (40.0 MiB) is below the smallest batch: " in line
     assert "the smallest budget that works is " in line
     assert not (tmp_path / "b.json").exists()
 

@@ -11,7 +11,7 @@ from tingxie import __version__
 from tingxie.benchmark.command import register as register_bench, run as run_bench
 from tingxie.errors import OptionError, TingxieError
 from tingxie.cli.arguments import add_option_arguments, options_from_args
-from tingxie.models.registry import EMBEDDED
+from tingxie.cli.models import register as register_models, run as run_models
 from tingxie.options import TranscribeOptions
 from tingxie.server.command import register as register_serve, run as run_serve
 from tingxie.ui.command import register as register_ui, run as run_ui
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", default=None, help="with --ray-workers: join this Ray cluster (default: a local one)")
     add_option_arguments(run)
 
-    commands.add_parser("models", help="list the embedded models")
+    register_models(commands)
     register_serve(commands)
     register_bench(commands)
     register_ui(commands)
@@ -74,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ui":
         return run_ui(args)
     if args.command == "models":
-        for name, description in EMBEDDED.items():
-            print(f"{name:18} {description}")
-        return 0
+        return run_models(args)
     try:
         formats = parse_formats(args.format)
         options = transcribe_options(args, formats)

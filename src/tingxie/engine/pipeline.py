@@ -33,7 +33,8 @@ class Transcriber:
     def __init__(self, options: TranscribeOptions | None = None, backend: Backend | None = None,
                  memory: MemoryPlanner | None = None):
         options = options or TranscribeOptions()
-        self.backend = backend if backend is not None else load_backend(options.model, options.decode)
+        self.backend = backend if backend is not None else load_backend(options.model, options.decode,
+                                                                         options.batch.memory_budget)
         # The automatic batch cap depends on the device the backend runs on.
         batch = dataclasses.replace(options.batch, max_batch_size=options.batch.resolved_max_batch(
             self.backend.device))

@@ -5,6 +5,10 @@ ModelScope id is looked for on this machine first: in tingxie's model cache, the
 ModelScope's own cache. Only where it is not there, and a network is reachable, is it downloaded
 from ModelScope (into tingxie's cache). Offline with no local copy, ModelNotFoundError says what
 to download and where to put it. No torch or funasr import: models.py uses this module.
+
+A cached copy is checked before it is used: a directory with config.yaml but no model.pt is
+incomplete, and a model.pt in torch's zip format that is cut short is damaged; either is a
+clear error offline (online, an incomplete copy is downloaded again).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -113,11 +118,20 @@ def resolve_funasr_model(
     if mid is None:
         known = ", ".join(KNOWN)
         raise ModelNotFoundError(f"unknown {what} {name!r}: use one of {known}, a ModelScope id, or a model directory")
+    incomplete = []
     for candidate in local_candidates(mid):
         if is_funasr_model_dir(candidate):
+            check_weights_intact(candidate, what, name)
             return candidate
+        if candidate.is_dir() and any(candidate.iterdir()):
+            incomplete.append(candidate)
     target = cache_root() / mid
-    if online():
+    is_online = online()
+    if incomplete and not is_online:
+        raise ModelNotFoundError(
+            f"{what} {name} ({mid}) in {incomplete[0]} is incomplete (needs config.yaml and model.pt) and ModelScope "
+            f"cannot be reached: delete it and run `tingxie models pull {name}` on a machine with a network")
+    if is_online:
         log.warning("downloading %s (%s) from ModelScope into %s", name, mid, target)
         try:
             found = download(mid, target)
@@ -126,6 +140,7 @@ def resolve_funasr_model(
         except Exception as error:  # the hub's own errors: network, authentication, missing id
             raise ModelNotFoundError(f"downloading {what} {name} ({mid}) from ModelScope failed: {error}") from error
         if is_funasr_model_dir(found):
+            check_weights_intact(found, what, name)
             return found
         raise ModelNotFoundError(f"the download of {mid} into {found} holds no config.yaml and model.pt")
     raise ModelNotFoundError(
@@ -134,3 +149,14 @@ def resolve_funasr_model(
         f"modelscope download --model {mid} --local_dir DIR), then copy DIR to {target} "
         f"or pass the directory itself"
     )
+
+
+def check_weights_intact(path: Path, what: str, name: str) -> None:
+    """model.pt in torch's zip format must end with the zip's directory: a copy cut short fails
+    here, in one line, not deep inside torch.load. (A file in torch's older format is not checked.)"""
+    weights = Path(path) / "model.pt"
+    with open(weights, "rb") as file:
+        is_zip = file.read(4) == b"PK\x03\x04"
+    if is_zip and not zipfile.is_zipfile(weights):
+        raise ModelNotFoundError(f"{what} {name}: {weights} is damaged (cut short: no zip directory at its end); "
+                                 f"delete {path} and run `tingxie models pull {name}`")

