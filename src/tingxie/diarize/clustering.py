@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_THRESHOLD = 0.68  # average cosine similarity below which two groups are different voices
+DEFAULT_THRESHOLD = 0.69  # below: different voices (0.64-0.74 all found the right count, docs/benchmarks.md)
 MAX_POINTS = 1500  # longer inputs are clustered on runs of neighbouring windows (memory and time)
 MIN_SHARE = 0.01  # a group under this share of the windows (and under MIN_WINDOWS) is not a speaker
 MIN_WINDOWS = 4

@@ -21,7 +21,7 @@ class Turn:
     speaker: int
 
 
-CHUNK_WINDOWS = 4  # windows averaged into one point for clustering (about 4 s of speech)
+CHUNK_WINDOWS = 3  # windows averaged into one point for clustering (about 3.6 s of speech)
 
 
 def chunks(starts, ends, size: int = CHUNK_WINDOWS) -> list[list[int]]:
