@@ -203,6 +203,7 @@ def transcribe_in_process(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_a_modelscope_cached_paraformer_loads_by_name_offline(modelscope_cache, paraformer_dir, capsys, tmp_path):
     assert resolve_model("paraformer-zh").path == modelscope_cache
     by_name = transcribe_in_process(capsys, "-m", "paraformer-zh", "-o", str(tmp_path / "a"))
