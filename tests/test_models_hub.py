@@ -136,6 +136,31 @@ def test_a_good_blob_is_hashed_once(hf_home, monkeypatch):
     assert calls == []  # remembered by size and mtime
 
 
+def test_a_run_uses_the_cache_without_asking_the_hub_and_pull_asks_it(hf_home, tiny_files, monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def hub(repo_id, **kwargs):  # the hub's download, here laying out a newer revision
+        asked.append((repo_id, kwargs))
+        folder = Path(kwargs["cache_dir"]) / ("models--" + repo_id.replace("/", "--"))
+        shutil.rmtree(folder)
+        return str(lay_out_hf_cache(Path(kwargs["cache_dir"]), repo_id, tiny_files, commit="f" * 40))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert resolve_model("tiny.en").path.name == COMMIT and asked == []
+    from tingxie.cli.models import pull
+
+    assert pull("tiny.en").name == "f" * 40
+    ((repo, kwargs),) = asked
+    assert repo == TINY_REPO and kwargs["cache_dir"] == hf_home / "hub" and "model.bin" in kwargs["allow_patterns"]
+    assert resolve_model(TINY_REPO).path.name == "f" * 40  # refs/main moved on: the new revision
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="downloads are off"):
+        pull("tiny")
+
+
 def test_models_lists_embedded_cached_and_known(hf_home, tmp_path):
     done = tingxie("models")
     assert done.returncode == 0, done.stderr
