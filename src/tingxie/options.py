@@ -12,6 +12,7 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")
 TASKS = ("transcribe", "translate")
 CPU_MAX_BATCH = 8
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's and openai-whisper's
 ACCELERATOR_MAX_BATCH = 64
 
 
@@ -50,14 +51,31 @@ class DecodeOptions:
     language: str | None = None  # None: detect
     task: str = "transcribe"
     beam_size: int = 5  # faster-whisper's default; greedy (1) is faster but misreads Mandarin
-    temperature: float = 0.0
+    # Whisper decodes a window at the first temperature, and again at the next only where the
+    # guards below fail (faster-whisper's defaults); a single number decodes once. A number
+    # given is kept as a tuple of one.
+    temperature: tuple[float, ...] = FALLBACK_TEMPERATURES
     initial_prompt: str | None = None
+    hotwords: str | None = None  # Whisper: words to expect (names, terms), a prompt before each window
     timestamps: bool = True  # segment-level timestamps inside each window
+    compression_ratio_threshold: float | None = 2.4  # above: a loop, decoded again (None: no test)
+    log_prob_threshold: float | None = -1.0  # mean token log-probability below: a guess, decoded again
+    no_speech_threshold: float | None = 0.6  # no-speech probability above, with a guess: silence, dropped
 
     def __post_init__(self) -> None:
         _require(self.task in TASKS, f"--task must be one of {', '.join(TASKS)}, not {self.task!r}")
         _require(1 <= self.beam_size <= 32, f"--beam-size must be between 1 and 32, not {self.beam_size}")
-        _require(0.0 <= self.temperature <= 1.0, f"--temperature must be between 0 and 1, not {self.temperature}")
+        temperatures = (self.temperature,) if isinstance(self.temperature, (int, float)) else tuple(self.temperature)
+        object.__setattr__(self, "temperature", tuple(float(t) for t in temperatures))
+        shown = ",".join(f"{t:g}" for t in self.temperature)
+        _require(bool(self.temperature) and all(0.0 <= t <= 1.0 for t in self.temperature),
+                 f"--temperature must be numbers between 0 and 1, not {shown or 'nothing'}")
+        _require(self.compression_ratio_threshold is None or self.compression_ratio_threshold > 0,
+                 f"--compression-ratio-threshold must be positive, not {self.compression_ratio_threshold}")
+        _require(self.log_prob_threshold is None or self.log_prob_threshold <= 0,
+                 f"--log-prob-threshold must be 0 or negative, not {self.log_prob_threshold}")
+        _require(self.no_speech_threshold is None or 0.0 <= self.no_speech_threshold <= 1.0,
+                 f"--no-speech-threshold must be between 0 and 1, not {self.no_speech_threshold}")
         _require(
             self.language is None or (self.language.isalpha() and 2 <= len(self.language) <= 8),
             f"--language must be a language code such as 'en' or 'zh', not {self.language!r}",
@@ -95,6 +113,14 @@ def parse_batch_size(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise OptionError(f"--batch-size-s must be 'auto' or a number of seconds, not {text!r}") from None
+
+
+def parse_temperatures(text: str) -> tuple[float, ...]:
+    """--temperature's value: one number, or a comma list such as 0,0.2,0.4."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise OptionError(f"--temperature must be a number or a comma list of numbers, not {text!r}") from None
 
 
 @dataclass(frozen=True)

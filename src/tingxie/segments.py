@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -56,13 +57,46 @@ class AudioSegment:
 
 
 @dataclass(frozen=True)
+class DecodeScores:
+    """How the decoder judged a window's text (Whisper): the figures its guards test."""
+
+    avg_logprob: float  # mean log-probability per token of the text kept
+    no_speech_prob: float  # probability of the no-speech token at the window's start
+    compression_ratio: float  # raw over zlib-compressed bytes of the text (high: repetitive)
+    temperature: float  # the temperature the kept text was decoded at
+
+
+@dataclass(frozen=True)
 class TextSegment:
-    """Recognised text with absolute times in seconds."""
+    """Recognised text with absolute times in seconds; a piece of a window, or a word.
+
+    What the decoder knew of it rides along where the backend reports it, left out of
+    equality (the text and its times are the result; these describe it)."""
 
     start: float
     end: float
     text: str
+    scores: DecodeScores | None = field(default=None, compare=False)  # its window's, for a piece
+    probability: float | None = field(default=None, compare=False)  # for a word: its tokens' mean
     speaker: str | None = None  # "Speaker 1", ... with --diarize; None without
+
+
+def piece_to_json(piece: TextSegment) -> list:
+    """[start, end, text], with the scores and probability after them when known (checkpoints, job stores)."""
+    extra = {}
+    if piece.scores is not None:
+        extra["scores"] = dataclasses.asdict(piece.scores)
+    if piece.probability is not None:
+        extra["probability"] = piece.probability
+    return [piece.start, piece.end, piece.text, extra] if extra else [piece.start, piece.end, piece.text]
+
+
+def piece_from_json(record: list) -> TextSegment:
+    """The TextSegment piece_to_json wrote (older records have no fourth item)."""
+    start, end, text, *rest = record
+    extra = rest[0] if rest else {}
+    scores = DecodeScores(**extra["scores"]) if "scores" in extra else None
+    return TextSegment(start, end, text, scores=scores, probability=extra.get("probability"))
 
 
 @dataclass(frozen=True)
@@ -73,6 +107,7 @@ class SegmentResult:
     pieces: tuple[TextSegment, ...]
     language: str | None = None
     tokens: tuple[int, ...] = ()
+    words: tuple[TextSegment, ...] = ()  # timed words, when the backend aligns them (Whisper with timestamps)
 
 
 @dataclass
@@ -102,6 +137,7 @@ class Transcript:
     language: str | None
     segments: list[TextSegment] = field(default_factory=list)
     stats: RunStats = field(default_factory=RunStats)
+    words: list[TextSegment] = field(default_factory=list)  # timed words, where the backend aligns them
 
     @property
     def text(self) -> str:

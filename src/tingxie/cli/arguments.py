@@ -24,6 +24,7 @@ from tingxie.options import (
     TranscribeOptions,
     VadOptions,
     parse_batch_size,
+    parse_temperatures,
 )
 
 GROUPS = ("model", "decode", "batch", "vad", "speakers")
@@ -64,6 +65,21 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, model_default: str 
                         help=f"beam width (default: {DecodeOptions.beam_size})")
     decode.add_argument("--initial-prompt", default=None,
                         help="Whisper: text that comes before the audio (names, spellings, style)")
+    decode.add_argument("--hotwords", default=None,
+                        help="Whisper: words to expect, such as names and terms, given before each window")
+    decode.add_argument("--temperature", default=",".join(f"{t:g}" for t in DecodeOptions.temperature),
+                        help="Whisper: a temperature, or a comma list tried in turn on each window that fails the "
+                             "guards below (default: %(default)s)")
+    decode.add_argument("--compression-ratio-threshold", type=_optional_float,
+                        default=DecodeOptions.compression_ratio_threshold,
+                        help="Whisper: a window's text compressing better than this is a loop, decoded again; "
+                             "'none' turns the test off (default: %(default)s)")
+    decode.add_argument("--log-prob-threshold", type=_optional_float, default=DecodeOptions.log_prob_threshold,
+                        help="Whisper: a mean token log-probability below this is a guess, decoded again; "
+                             "'none' turns the test off (default: %(default)s)")
+    decode.add_argument("--no-speech-threshold", type=_optional_float, default=DecodeOptions.no_speech_threshold,
+                        help="Whisper: a window whose no-speech probability is above this, read without "
+                             "confidence, is silence and gives no text; 'none' keeps every window (default: %(default)s)")
 
     batch = parser.add_argument_group("batching and memory")
     if not sweep:
@@ -116,7 +132,10 @@ def options_from_args(args: argparse.Namespace, *, timestamps: bool = True, swee
         model=ModelOptions(name=args.model, device=args.device, compute_type=args.compute_type,
                            threads=args.threads, replicas=args.replicas, paraformer=paraformer),
         decode=DecodeOptions(language=args.language, task=args.task, beam_size=args.beam_size,
-                             initial_prompt=args.initial_prompt or None, timestamps=timestamps),
+                             initial_prompt=args.initial_prompt or None, hotwords=args.hotwords or None,
+                             temperature=parse_temperatures(args.temperature), timestamps=timestamps,
+                             compression_ratio_threshold=args.compression_ratio_threshold,
+                             log_prob_threshold=args.log_prob_threshold, no_speech_threshold=args.no_speech_threshold),
         vad=VadOptions(threshold=args.vad_threshold, min_speech_s=args.vad_min_speech,
                        min_silence_s=args.vad_min_silence, speech_pad_s=args.vad_pad, max_segment_s=args.max_segment,
                        merge_max_s=min(VadOptions.merge_max_s, args.max_segment)),
@@ -125,6 +144,16 @@ def options_from_args(args: argparse.Namespace, *, timestamps: bool = True, swee
                            memory_budget=None if sweep else args.memory_budget),
         diarize=diarize,
     )
+
+
+def _optional_float(text: str) -> float | None:
+    """A threshold flag's value: a number, or 'none' for no test."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', not {text!r}") from None
 
 
 def with_batch(options: TranscribeOptions, **changes) -> TranscribeOptions:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tingxie import __version__
 from tingxie.options import TranscribeOptions
-from tingxie.segments import SegmentResult, TextSegment
+from tingxie.segments import SegmentResult, piece_from_json, piece_to_json
 from tingxie.engine.streaming import WindowDone
 
 FORMAT = 1
@@ -108,14 +108,16 @@ def _result_to_json(result: SegmentResult) -> dict[str, Any]:
         "index": result.index,
         "language": result.language,
         "tokens": list(result.tokens),
-        "pieces": [[p.start, p.end, p.text] for p in result.pieces],
+        "pieces": [piece_to_json(p) for p in result.pieces],
+        "words": [piece_to_json(w) for w in result.words],
     }
 
 
 def _result_from_json(record: dict[str, Any]) -> SegmentResult:
     return SegmentResult(
         index=record["index"],
-        pieces=tuple(TextSegment(start, end, text) for start, end, text in record["pieces"]),
+        pieces=tuple(piece_from_json(p) for p in record["pieces"]),
         language=record["language"],
         tokens=tuple(record["tokens"]),
+        words=tuple(piece_from_json(w) for w in record.get("words", ())),
     )

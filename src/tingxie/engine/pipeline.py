@@ -149,6 +149,7 @@ class Transcriber:
             language=majority_language(results),
             segments=pieces,
             stats=stats,
+            words=[word for result in results for word in result.words],
         )
 
     def _text_stream(self):

@@ -1,12 +1,14 @@
 """Results in OpenAI's response formats: json, text, srt, vtt, verbose_json.
 
 srt and vtt come from tingxie's own writers, so the server's subtitles are byte for byte the
-CLI's. verbose_json fills what the backend reports; Whisper's per-segment log-probabilities
-and no-speech probabilities are not kept by the batched decoder, so they read 0.0.
+CLI's. verbose_json fills what the backend reports: Whisper's segments carry their window's
+average log-probability, no-speech probability, compression ratio and the temperature the text
+was decoded at, and its words their probabilities; a backend without them reads 0.0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import zlib
@@ -45,7 +47,9 @@ def render(transcript: Transcript, fmt: str, *, duration_s: float, temperature: 
     return body, MEDIA_TYPES[fmt]
 
 
-def _verbose(transcript: Transcript, duration_s: float, temperature: float) -> dict:
+def _verbose(transcript: Transcript, duration_s: float, temperature: float | tuple[float, ...]) -> dict:
+    # the server's temperatures (a fallback list) where a segment does not say which it took
+    temperature = temperature[0] if isinstance(temperature, tuple) else temperature
     segments = []
     for i, piece in enumerate(transcript.segments):
         start, end = cue_span(piece)  # the same rounded times as the subtitles
@@ -54,7 +58,7 @@ def _verbose(transcript: Transcript, duration_s: float, temperature: float) -> d
             "id": i, "seek": int(start / 10), "start": start / 1000, "end": end / 1000, "text": " " + text,
             "tokens": [], "temperature": temperature, "avg_logprob": 0.0,
             "compression_ratio": _compression_ratio(text), "no_speech_prob": 0.0,
-        })
+        } | (dataclasses.asdict(piece.scores) if piece.scores is not None else {}))
     return {"task": "transcribe", "language": transcript.language or "", "duration": round(duration_s, 3),
             "text": transcript.text, "segments": segments}
 

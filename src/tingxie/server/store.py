@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from tingxie.segments import SegmentResult, TextSegment
+from tingxie.segments import SegmentResult, piece_from_json, piece_to_json
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -209,9 +209,11 @@ def _record(row: tuple) -> JobRecord:
 
 def _result_to_json(result: SegmentResult) -> dict[str, Any]:
     return {"language": result.language, "tokens": list(result.tokens),
-            "pieces": [[p.start, p.end, p.text] for p in result.pieces]}
+            "pieces": [piece_to_json(p) for p in result.pieces],
+            "words": [piece_to_json(w) for w in result.words]}
 
 
 def _result_from_json(index: int, record: dict[str, Any]) -> SegmentResult:
-    return SegmentResult(index=index, pieces=tuple(TextSegment(s, e, t) for s, e, t in record["pieces"]),
-                         language=record["language"], tokens=tuple(record["tokens"]))
+    return SegmentResult(index=index, pieces=tuple(piece_from_json(p) for p in record["pieces"]),
+                         language=record["language"], tokens=tuple(record["tokens"]),
+                         words=tuple(piece_from_json(w) for w in record.get("words", ())))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import json
 
 from tingxie.segments import RunStats, TextSegment, Transcript
@@ -14,7 +16,8 @@ def to_dict(transcript: Transcript) -> dict:
         "model": transcript.model,
         "language": transcript.language,
         "text": transcript.text,
-        "segments": [_segment(i, s) for i, s in enumerate(transcript.segments)],
+        "segments": [_segment(i, s, words) for i, (s, words) in
+                     enumerate(zip(transcript.segments, words_by_segment(transcript)))],
         "stats": _stats(transcript.stats),
     }
 
@@ -23,10 +26,38 @@ def render(transcript: Transcript) -> str:
     return json.dumps(to_dict(transcript), ensure_ascii=False, indent=2) + "\n"
 
 
-def _segment(index: int, segment: TextSegment) -> dict:
+def _segment(index: int, segment: TextSegment, words: list[TextSegment]) -> dict:
     # Same clamped, millisecond-rounded times as the subtitle formats, so outputs agree.
     start, end = cue_span(segment)
-    return {"id": index, "start": start / 1000, "end": end / 1000, "text": segment.text.strip()}
+    record = {"id": index, "start": start / 1000, "end": end / 1000, "text": segment.text.strip()}
+    if segment.speaker is not None:  # --diarize
+        record["speaker"] = segment.speaker
+    if segment.scores is not None:  # how sure the decoder was of its window (Whisper)
+        record |= dataclasses.asdict(segment.scores)
+    if words:
+        record["words"] = [word_record(w) for w in words]
+    return record
+
+
+def word_record(word: TextSegment) -> dict:
+    record = {"word": word.text, "start": word.start, "end": word.end}
+    if word.probability is not None:
+        record["probability"] = word.probability
+    if word.speaker is not None:
+        record["speaker"] = word.speaker
+    return record
+
+
+def words_by_segment(transcript: Transcript) -> list[list[TextSegment]]:
+    """Each segment's words: those from its start until the next segment's (segments are cut
+    from the words, in time order); empty lists where the backend aligns no words."""
+    out: list[list[TextSegment]] = [[] for _ in transcript.segments]
+    starts = [s.start for s in transcript.segments]
+    for word in transcript.words:
+        at = bisect.bisect_right(starts, word.start) - 1
+        if at >= 0:
+            out[at].append(word)
+    return out
 
 
 def _stats(stats: RunStats) -> dict:

@@ -15,6 +15,7 @@ given, and no replica waits for another's longer text (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Sequence
@@ -33,7 +34,8 @@ from tingxie.memory.resources import usable_cpus
 from tingxie.segments import AudioSegment, SegmentResult, TextSegment
 from tingxie.planner.shapes import InputShape, ShapeRule
 from tingxie.backends.base import Backend, is_out_of_memory, out_of_memory
-from tingxie.backends.whisper.timing import align_words, cues
+from tingxie.backends.whisper.decoding import decode_windows
+from tingxie.backends.whisper.timing import TimedWord, align_words, closes_previous, cues
 
 WINDOW_S = 30.0
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
@@ -73,6 +75,7 @@ class WhisperBackend(Backend):
     def __init__(self, model_dir: Path, name: str, model: ModelOptions, decode: DecodeOptions):
         self.name = name
         self.model_path = model_dir
+        self.model_options = model
         self.device = resolve_device(model.device)
         self.compute_type = resolve_compute_type(model.compute_type, self.device)
         self.threads = model.threads or usable_cpus()
@@ -93,8 +96,21 @@ class WhisperBackend(Backend):
         base = self._tokenizer(decode.language or "en")
         self._suppress = get_suppressed_tokens(base, [-1])
 
-    def _tokenizer(self, language: str) -> Tokenizer:
-        return Tokenizer(self._hf_tokenizer, self.multilingual, task=self._decode.task, language=language)
+    def _tokenizer(self, language: str, task: str | None = None) -> Tokenizer:
+        return Tokenizer(self._hf_tokenizer, self.multilingual, task=task or self._decode.task, language=language)
+
+    def leaner_options(self) -> ModelOptions | None:
+        """Half the CPU replicas (each holds a window's activations and caches: two replicas of
+        tiny.en peaked 0.45 GB where one ran in less), down to one; only where the user left
+        the replica count automatic."""
+        if self.device != "cpu" or self.model_options.replicas or self.replicas == 1:
+            return None
+        return dataclasses.replace(self.model_options, replicas=max(1, self.replicas // 2))
+
+    def unload(self) -> None:
+        if self._windows is not None:
+            self._windows.shutdown(wait=True)
+        self._model = None  # CTranslate2 frees the weights with the last reference, held here
 
     def _log_mel(self, samples: np.ndarray) -> np.ndarray:
         # Features of the real audio, zero-padded to the window in feature space. This is how
@@ -106,18 +122,21 @@ class WhisperBackend(Backend):
         window[:, :used] = frames[:, :used]
         return window
 
-    def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+    per_batch_decode = True  # language, task, prompt and temperature are read per call
+
+    def transcribe_batch(self, batch: Sequence[AudioSegment], decode: DecodeOptions | None = None) -> list[SegmentResult]:
+        decode = decode or self._decode
         try:
             if self._windows is None or len(batch) == 1:
-                return self._transcribe(batch)
-            return self._window_by_window(batch)
+                return self._transcribe(batch, decode)
+            return self._window_by_window(batch, decode)
         except (RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 raise out_of_memory(error) from error
             raise
 
-    def _window_by_window(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
-        calls = [self._windows.submit(self._transcribe, [item]) for item in batch]
+    def _window_by_window(self, batch: Sequence[AudioSegment], decode: DecodeOptions) -> list[SegmentResult]:
+        calls = [self._windows.submit(self._transcribe, [item], decode) for item in batch]
         try:
             return [result for call in calls for result in call.result()]
         except BaseException:
@@ -128,33 +147,35 @@ class WhisperBackend(Backend):
             wait(calls)
             raise
 
-    def _transcribe(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+    def _transcribe(self, batch: Sequence[AudioSegment], decode: DecodeOptions) -> list[SegmentResult]:
         features = np.stack([self._log_mel(item.samples) for item in batch])
         encoded = self._model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
-        languages = self._languages(encoded, len(batch))
-        tokenizers_ = [self._tokenizer(lang) for lang in languages]
-        results = self._model.generate(
-            encoded,
-            [self._prompt(tok) for tok in tokenizers_],
-            beam_size=self._decode.beam_size,
-            max_length=MAX_DECODE_LENGTH,
-            suppress_blank=True,
-            suppress_tokens=list(self._suppress),
-            sampling_temperature=self._decode.temperature or 1.0,
-            sampling_topk=0 if self._decode.temperature else 1,
-        )
-        texts = [[t for t in result.sequences_ids[0] if t < tok.eot] for result, tok in zip(results, tokenizers_)]
-        timed = self._timed_pieces(batch, encoded, texts, tokenizers_)
+        languages = self._languages(encoded, len(batch), decode)
+        tokenizers_ = [self._tokenizer(lang, decode.task) for lang in languages]
+
+        def encoded_rows(rows: list[int]) -> ctranslate2.StorageView:
+            # Windows decoded again are encoded again: a device's encoder output cannot be
+            # sliced, and an encode is small beside the decoding that fallback repeats.
+            return encoded if len(rows) == len(batch) else self._model.encode(
+                ctranslate2.StorageView.from_array(np.ascontiguousarray(features[rows])), to_cpu=False)
+
+        decoded = decode_windows(self._model, encoded_rows, [self._prompt(tok, decode) for tok in tokenizers_],
+                                 tokenizers_, decode, max_length=MAX_DECODE_LENGTH,
+                                 suppress_tokens=list(self._suppress))
+        texts = [window.tokens for window in decoded]
+        timed = self._timed_pieces(batch, encoded, texts, tokenizers_, decode)
         return [
-            SegmentResult(item.index, pieces, language=lang, tokens=tuple(text))
-            for item, pieces, lang, text in zip(batch, timed, languages, texts)
+            SegmentResult(item.index, tuple(dataclasses.replace(p, scores=window.scores) for p in pieces),
+                          language=lang, tokens=tuple(window.tokens), words=words)
+            for item, (pieces, words), lang, window in zip(batch, timed, languages, decoded)
         ]
 
-    def _timed_pieces(self, batch, encoded, texts, tokenizers_) -> list[tuple[TextSegment, ...]]:
-        if not self._decode.timestamps:
-            return [_piece(item, 0.0, item.duration, tok.decode(text))
+    def _timed_pieces(self, batch, encoded, texts, tokenizers_, decode: DecodeOptions):
+        """Each item's (pieces, timed words); words only where timestamps are on."""
+        if not decode.timestamps:
+            return [(_piece(item, 0.0, item.duration, tok.decode(text)), ())
                     for item, text, tok in zip(batch, texts, tokenizers_)]
-        out: list[tuple[TextSegment, ...]] = [()] * len(batch)
+        out: list[tuple[tuple[TextSegment, ...], tuple[TextSegment, ...]]] = [((), ())] * len(batch)
         frames = [min(len(item.samples) // 160, self._features.nb_max_frames) for item in batch]
         # One align call per language in the batch: its start sequence names the language.
         for language in dict.fromkeys(tok.language_code for tok in tokenizers_):
@@ -165,27 +186,47 @@ class WhisperBackend(Backend):
             for i in chosen:
                 item = batch[i]
                 starts = [at for at, _, _ in item.parts] or [0.0]
-                out[i] = tuple(piece for start, end, text in cues(words[i], starts)
+                pieces = tuple(piece for start, end, text in cues(words[i], starts)
                                for piece in _piece(item, start, end, text))
-                if not out[i] and texts[i]:  # no alignment: the window as one piece
-                    out[i] = _piece(item, 0.0, item.duration, tokenizer.decode(texts[i]))
+                if not pieces and texts[i]:  # no alignment: the window as one piece
+                    pieces = _piece(item, 0.0, item.duration, tokenizer.decode(texts[i]))
+                out[i] = (pieces, _absolute_words(item, words[i]))
         return out
 
-    def _languages(self, encoded: ctranslate2.StorageView, count: int) -> list[str]:
+    def _languages(self, encoded: ctranslate2.StorageView, count: int, decode: DecodeOptions) -> list[str]:
         if not self.multilingual:
             return ["en"] * count
-        if self._decode.language:
-            return [self._decode.language] * count
+        if decode.language:
+            return [decode.language] * count
         detected = self._model.detect_language(encoded)
         return [candidates[0][0][2:-2] for candidates in detected]  # "<|zh|>" -> "zh"
 
-    def _prompt(self, tokenizer: Tokenizer) -> list[int]:
-        prompt: list[int] = []
-        if self._decode.initial_prompt:
-            prompt += [tokenizer.sot_prev] + tokenizer.encode(" " + self._decode.initial_prompt.strip())
-            prompt = prompt[-(MAX_DECODE_LENGTH // 2 - 1):]
+    def _prompt(self, tokenizer: Tokenizer, decode: DecodeOptions) -> list[int]:
+        """The decoder's start: hotwords, then the initial prompt, as earlier text (at most half
+        the text context, the hotwords kept first), then the start sequence. The same for every
+        window: windows are decoded side by side, none waits for the text before it."""
+        room = MAX_DECODE_LENGTH // 2 - 1
+        hotwords = tokenizer.encode(" " + decode.hotwords.strip())[:room] if decode.hotwords else []
+        earlier = tokenizer.encode(" " + decode.initial_prompt.strip()) if decode.initial_prompt else []
+        earlier = earlier[len(earlier) - (room - len(hotwords)):] if len(hotwords) + len(earlier) > room else earlier
+        prompt = [tokenizer.sot_prev] + hotwords + earlier if hotwords or earlier else []
         # No timestamp tokens: word times come from one align pass (whisper_timing.py).
         return prompt + tokenizer.sot_sequence + [tokenizer.no_timestamps]
+
+
+def _absolute_words(item: AudioSegment, words: list[TimedWord]) -> tuple[TextSegment, ...]:
+    """The aligned words in file time, punctuation glued to the word before it (\"you\" \".\"
+    is one word \"you.\", as in the cues); times rounded as the pieces' are."""
+    out: list[TextSegment] = []
+    for word in words:
+        start = round(item.absolute(word.start), 3)
+        end = round(max(item.absolute(word.end), item.absolute(word.start)), 3)
+        if out and closes_previous(word.text):
+            last = out[-1]
+            out[-1] = dataclasses.replace(last, end=max(last.end, end), text=last.text + word.text.strip())
+        elif word.text.strip():
+            out.append(TextSegment(start, end, word.text.strip(), probability=word.probability))
+    return tuple(out)
 
 
 def _piece(item: AudioSegment, start: float, end: float, text: str) -> tuple[TextSegment, ...]:

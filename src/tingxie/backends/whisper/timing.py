@@ -21,7 +21,7 @@ MAX_CUE_S = 10.0
 _CLOSING_BRACKETS = tuple("\"')]}”’」』》")
 
 
-def _closes_previous(text: str) -> bool:
+def closes_previous(text: str) -> bool:
     """Punctuation that belongs to the word before it, never the start of a cue. A quote or
     bracket counts only when glued to that word (no leading space: ' "' opens a quote)."""
     stripped = text.strip()
@@ -37,6 +37,7 @@ class TimedWord:
     text: str
     start: float  # seconds into the window's samples
     end: float
+    probability: float | None = None  # the mean of its tokens' probabilities, where the aligner gives them
 
 
 def align_words(model, encoded, sot_sequence: list[int], texts: Sequence[list[int]], num_frames: Sequence[int],
@@ -65,10 +66,15 @@ def _words(result, tokens: list[int], tokenizer) -> list[TimedWord]:
     # The time at which each token starts: where the alignment path moves to a new token.
     moves = np.concatenate([[True], np.diff(text_index) != 0])
     token_times = time_index[moves] / FRAMES_PER_TOKEN_TIME
-    bounds = np.concatenate([[0], np.cumsum([len(t) for t in word_tokens[:-1]])])
-    bounds = np.minimum(bounds, len(token_times) - 1)
-    return [TimedWord(word, float(token_times[a]), float(token_times[b]))
-            for word, a, b in zip(words[:-1], bounds[:-1], bounds[1:])]
+    token_bounds = np.concatenate([[0], np.cumsum([len(t) for t in word_tokens[:-1]])])
+    bounds = np.minimum(token_bounds, len(token_times) - 1)
+    probs = list(result.text_token_probs)  # one per text token
+    return [TimedWord(word, float(token_times[a]), float(token_times[b]), _mean(probs[first:last]))
+            for word, a, b, first, last in zip(words[:-1], bounds[:-1], bounds[1:], token_bounds[:-1], token_bounds[1:])]
+
+
+def _mean(probabilities: list[float]) -> float | None:
+    return round(float(np.mean(probabilities)), 4) if probabilities else None
 
 
 def cues(words: list[TimedWord], part_starts: Sequence[float]) -> list[tuple[float, float, str]]:
@@ -77,7 +83,7 @@ def cues(words: list[TimedWord], part_starts: Sequence[float]) -> list[tuple[flo
     grows past MAX_CUE_S."""
     groups: list[list[TimedWord]] = []
     for word in words:
-        if groups and _closes_previous(word.text):  # "you" "." stays "you." across a span join
+        if groups and closes_previous(word.text):  # "you" "." stays "you." across a span join
             groups[-1].append(word)
             continue
         if groups:
