@@ -176,3 +176,13 @@ def test_der_counts_missed_false_alarm_and_confusion():
     assert one.confusion_s == pytest.approx(10.0) and one.found_speakers == 1
     collared = score(reference, [(0.0, 20.0, "x")])
     assert collared.reference_s == pytest.approx(20.0 - 4 * 0.25)
+
+
+def test_serve_refuses_diarize_rather_than_ignore_it():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "tingxie.cli.main", "serve", "--diarize"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--diarize: the server does not label speakers yet" in result.stderr

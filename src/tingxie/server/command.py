@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tingxie.cli.arguments import options_from_args
-from tingxie.errors import TingxieError
+from tingxie.errors import OptionError, TingxieError
 from tingxie.server.health import describe
 
 
@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         options = options_from_args(args)  # one builder for every command (cli/arguments.py)
+        if options.diarize.enabled:  # the flags are shared; the server's job path has no speaker stage yet
+            raise OptionError("--diarize: the server does not label speakers yet; use tingxie transcribe --diarize")
         problem = storage_problem(config)
         if problem is not None:
             print(f"tingxie: error: cannot start: {problem}", file=sys.stderr)
