@@ -142,7 +142,7 @@ def test_a_path_named_by_the_client_is_never_read(tmp_path, monkeypatch):
     ({"model": "gpt-4o-transcribe"}, "model"), ({"language": "de"}, "language"), ({"temperature": "0.7"}, "temperature"),
     ({"temperature": "hot"}, "temperature"), ({"prompt": "Hello."}, "prompt"), ({"response_format": "diarized_json"},
                                                                                   "response_format"),
-    ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"), ({"stream": "true"}, "stream"),
+    ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"), ({"stream": "true", "response_format": "srt"}, "stream"),
 ])
 def test_requests_the_loaded_model_cannot_honour_are_400(tmp_path, data, param):
     with server(fake_transcriber(), tmp_path) as (url, service), httpx.Client(base_url=url, timeout=30) as client:

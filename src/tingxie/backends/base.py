@@ -127,6 +127,11 @@ class Backend:
         segment's text is made by segment_text."""
         return None
 
+    def unload(self) -> None:
+        """Free the weights now, however many references to the backend remain (a server
+        unloading a model it no longer has room for); the backend is not used again. Default:
+        nothing (its memory goes when the last reference does)."""
+
     def segment_text(self, result: SegmentResult) -> SegmentResult:
         """A segment's output pieces when segments are taken one by one (no whole-recording
         stage, or the server interleaving recordings). Default: the backend's pieces as they are."""

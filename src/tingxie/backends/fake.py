@@ -29,7 +29,7 @@ class FakeBackend(Backend):
     def batch_cost_s(self, batch: Sequence[AudioSegment]) -> float:
         return self.shape.padded_seconds([s.duration for s in batch])
 
-    def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+    def transcribe_batch(self, batch: Sequence[AudioSegment], decode=None) -> list[SegmentResult]:
         if self.oom_above_cost_s is not None and self.batch_cost_s(batch) > self.oom_above_cost_s:
             raise BackendOutOfMemory(f"fake OOM: batch cost {self.batch_cost_s(batch):.1f} s")
         self.batches.append(tuple(s.index for s in batch))

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from tingxie.backends.base import Backend, BackendOutOfMemory
 from tingxie.errors import OutOfMemoryError
+from tingxie.options import DecodeOptions
 from tingxie.planner import PaddingTally
 from tingxie.segments import AudioSegment, SegmentResult
 
@@ -37,19 +38,21 @@ class Executor:
     padding: PaddingTally = field(default_factory=PaddingTally)  # of the batches run, as run
     after_batch: Callable[[], None] | None = None  # e.g. hand freed memory back to the OS
 
-    def run(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
-        """Transcribe a batch, splitting as needed; results are in the batch's order."""
+    def run(self, batch: Sequence[AudioSegment], decode: DecodeOptions | None = None) -> list[SegmentResult]:
+        """Transcribe a batch, splitting as needed; results are in the batch's order. decode:
+        the batch's own decode options (a backend with per_batch_decode); None: the backend's."""
         if not batch:
             return []
         if self.ceiling is not None and len(batch) > self.ceiling:
             results: list[SegmentResult] = []
             for start in range(0, len(batch), self.ceiling):
-                results += self.run(batch[start : start + self.ceiling])
+                results += self.run(batch[start : start + self.ceiling], decode)
             return results
         try:
-            results = self.backend.transcribe_batch(batch)
+            results = (self.backend.transcribe_batch(batch) if decode is None
+                       else self.backend.transcribe_batch(batch, decode))
         except BackendOutOfMemory as error:
-            return self._split_after_oom(batch, error)
+            return self._split_after_oom(batch, error, decode)
         finally:
             if self.after_batch:
                 self.after_batch()
@@ -60,7 +63,8 @@ class Executor:
         self.padding.add([item.duration for item in batch], self.backend.shape)
         return results
 
-    def _split_after_oom(self, batch: Sequence[AudioSegment], error: BackendOutOfMemory) -> list[SegmentResult]:
+    def _split_after_oom(self, batch: Sequence[AudioSegment], error: BackendOutOfMemory,
+                         decode: DecodeOptions | None = None) -> list[SegmentResult]:
         if len(batch) == 1:
             item = batch[0]
             raise OutOfMemoryError(
@@ -73,7 +77,7 @@ class Executor:
         self.successes_under_ceiling = 0
         log.warning("out of memory on a batch of %d; retrying as %d + %d, ceiling now %d",
                     len(batch), half, len(batch) - half, self.ceiling)
-        return self.run(batch[:half]) + self.run(batch[half:])
+        return self.run(batch[:half], decode) + self.run(batch[half:], decode)
 
     def _relax(self) -> None:
         if self.ceiling is None:

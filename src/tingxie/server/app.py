@@ -13,7 +13,7 @@ from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -23,12 +23,13 @@ from tingxie.errors import AudioDecodeError
 from tingxie.server.api_errors import ApiError, bad_request
 from tingxie.server.config import ServerConfig
 from tingxie.server.form import read_request, remove_quietly, save_upload
-from tingxie.server.formats import RESPONSE_FORMATS, render
+from tingxie.server.events import text_events
+from tingxie.server.formats import RESPONSE_FORMATS, render, words_of
 from tingxie.server.guard import Guard
 from tingxie.server.limits import duration_error
 from tingxie.server.metrics import Metrics
 from tingxie.server.service import TranscriptionService
-from tingxie.server.work import Work
+from tingxie.server.work import RequestOptions, Work
 
 DISCONNECT_POLL_S = 1.0
 
@@ -76,23 +77,22 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [_model(name, started) for name in (service.model_name, *config.model_aliases)]}
+        return {"object": "list", "data": service.models.view(started)}
 
     @app.get("/v1/models/{model:path}")
     async def model(model: str):
-        if model not in (service.model_name, *config.model_aliases):
-            raise ApiError(404, f"model {model!r} is not loaded", param="model", code="model_not_found")
-        return _model(model, started)
+        for row in service.models.view(started):
+            if row["id"] == model:
+                return row
+        raise ApiError(404, f"model {model!r} is not available on this server", param="model", code="model_not_found")
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
-        work = await _admit(request, service, config, durable=False)
-        await _wait(work, request, service)
-        if work.state != "succeeded":
-            raise work.error or ApiError(499, "the request was cancelled", code="cancelled")
-        body, media_type = render(service.transcript(work), work.options.response_format,
-                                  duration_s=work.total_s or 0.0, temperature=service.transcriber.options.decode.temperature)
-        return Response(body, media_type=media_type)
+        return await _answer(request, service, config, task="transcribe")
+
+    @app.post("/v1/audio/translations")
+    async def translations(request: Request):
+        return await _answer(request, service, config, task="translate")
 
     @app.post("/v1/jobs", status_code=202)
     async def create_job(request: Request):
@@ -114,8 +114,11 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
             raise ApiError(409, f"job {job_id} is {view['state']}{reason}; no result", code=f"job_{view['state']}")
         record = await run_in_threadpool(service.store.get, job_id)
         transcript = await run_in_threadpool(service.stored_transcript, record)
+        options = RequestOptions.from_json(record.options)
+        segments = await run_in_threadpool(service.store.segments, job_id)
         body, media_type = render(transcript, fmt, duration_s=record.audio_total_s or 0.0,
-                                  temperature=service.transcriber.options.decode.temperature)
+                                  temperature=_temperature(options, service), task=options.task,
+                                  granularities=options.timestamp_granularities, words=words_of(segments))
         return Response(body, media_type=media_type)
 
     @app.delete("/v1/jobs/{job_id}")
@@ -138,8 +141,35 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
                  admission=admission, body_timeout_s=config.body_timeout_s, max_uploads=config.max_uploads)
 
 
-async def _admit(request: Request, service: TranscriptionService, config: ServerConfig, *, durable: bool) -> Work:
-    options, upload = await read_request(request, config.max_upload_bytes)
+async def _answer(request: Request, service: TranscriptionService, config: ServerConfig, *, task: str) -> Response:
+    """A transcription or translation: streamed as it goes (stream=true) or whole when done."""
+    work = await _admit(request, service, config, durable=False, task=task)
+    if work.options.stream:
+        cancel = lambda: service.cancel(work.id)  # noqa: E731
+        return StreamingResponse(text_events(work, service.cond, cancel), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    await _wait(work, request, service)
+    if work.state != "succeeded":
+        raise work.error or ApiError(499, "the request was cancelled", code="cancelled")
+    options = work.options
+    body, media_type = render(service.transcript(work), options.response_format, duration_s=work.total_s or 0.0,
+                              temperature=_temperature(options, service), task=options.task,
+                              granularities=options.timestamp_granularities, words=words_of(work.finished.values()))
+    return Response(body, media_type=media_type)
+
+
+def _temperature(options: RequestOptions, service: TranscriptionService) -> float | tuple[float, ...]:
+    """The temperature a request was decoded at, where its segments do not say: its own, else the server's."""
+    return options.temperature or service.transcriber.options.decode.temperature
+
+
+async def _admit(request: Request, service: TranscriptionService, config: ServerConfig, *, durable: bool,
+                 task: str = "transcribe") -> Work:
+    options, upload = await read_request(request, config.max_upload_bytes, task)
+    if durable and options.stream:
+        await upload.close()
+        raise bad_request("a job is not streamed: poll GET /v1/jobs/{id}, or send stream=true to "
+                          "/v1/audio/transcriptions", param="stream")
     try:
         service.check_options(options)
         await run_in_threadpool(service.check_room)
@@ -185,6 +215,3 @@ def _job_or_404(service: TranscriptionService, job_id: str) -> dict:
         raise ApiError(404, f"no job {job_id!r}", param="job_id", code="job_not_found")
     return view
 
-
-def _model(name: str, created: int) -> dict:
-    return {"id": name, "object": "model", "created": created, "owned_by": "tingxie"}

@@ -7,6 +7,7 @@ in messages.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -24,9 +25,12 @@ from tingxie.server.limits import upload_error
 from tingxie.server.work import RequestOptions
 
 GRANULARITIES = ("segment", "word")
+STREAMED_FORMATS = ("json", "text")  # a stream is text deltas; subtitles and segments come whole
+VAD_SETTINGS = ("threshold", "prefix_padding_ms", "silence_duration_ms")  # server_vad's, OpenAI's names
 
 
-async def read_request(request: Request, max_upload_bytes: int) -> tuple[RequestOptions, UploadFile]:
+async def read_request(request: Request, max_upload_bytes: int, task: str = "transcribe",
+                       ) -> tuple[RequestOptions, UploadFile]:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise bad_request("send the audio as multipart/form-data with a 'file' part", param="file")
@@ -44,30 +48,96 @@ async def read_request(request: Request, max_upload_bytes: int) -> tuple[Request
                           param="file")
     if upload.size is not None and upload.size > max_upload_bytes:
         raise upload_error(max_upload_bytes)
-    if _text(form, "stream") in ("true", "1"):
-        raise bad_request("streaming responses are not supported", param="stream")
-    granularities = tuple(str(g) for g in form.getlist("timestamp_granularities[]") + form.getlist(
+    return _options(form, upload, task), upload
+
+
+def _options(form, upload: UploadFile, task: str) -> RequestOptions:
+    """The request's options from its text fields, each checked; a translation has no
+    language and no timestamp granularities (OpenAI's translations form)."""
+    translating = task == "translate"
+    granularities = () if translating else tuple(str(g) for g in form.getlist("timestamp_granularities[]") + form.getlist(
         "timestamp_granularities"))
     for granularity in granularities:
         if granularity not in GRANULARITIES:
             raise bad_request(f"timestamp_granularities: {granularity!r} is not one of segment, word",
                               param="timestamp_granularities[]")
-    if "word" in granularities:
-        raise bad_request("word timestamps are not supported; ask for 'segment'", param="timestamp_granularities[]")
     response_format = _text(form, "response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise bad_request(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, not {response_format!r}",
                           param="response_format")
-    options = RequestOptions(
+    if "word" in granularities and response_format != "verbose_json":
+        raise bad_request(f"word timestamps need response_format verbose_json, not {response_format!r}",
+                          param="timestamp_granularities[]")
+    stream = _boolean(form, "stream")
+    if stream and response_format not in STREAMED_FORMATS:
+        raise bad_request(f"stream=true answers {' or '.join(STREAMED_FORMATS)}, not response_format "
+                          f"{response_format!r}", param="stream")
+    include = tuple(str(item) for item in form.getlist("include[]") + form.getlist("include"))
+    if include:
+        raise bad_request(f"include: {include[0]!r} is not available from this server (no log-probabilities are "
+                          f"kept)", param="include[]")
+    return RequestOptions(
         filename=_display_name(upload.filename),
         model=_text(form, "model") or "",
         response_format=response_format,
-        language=_text(form, "language") or None,
+        language=None if translating else _text(form, "language") or None,
         prompt=_text(form, "prompt") or None,
         temperature=_temperature(_text(form, "temperature")),
         timestamp_granularities=granularities,
+        task=task,
+        stream=stream,
+        chunking_strategy=None if translating else _chunking_strategy(form),
     )
-    return options, upload
+
+
+def _boolean(form, name: str) -> bool:
+    text = _text(form, name).lower()
+    if text in ("", "false", "0"):
+        return False
+    if text in ("true", "1"):
+        return True
+    raise bad_request(f"{name} must be true or false, not {text!r}", param=name)
+
+
+def _chunking_strategy(form) -> dict | None:
+    """None for "auto" or none given; else server_vad's settings, from a JSON text field or
+    from bracketed fields (chunking_strategy[type]=server_vad, as the openai client sends it)."""
+    text = _text(form, "chunking_strategy")
+    fields = {key[len("chunking_strategy["):-1]: _text(form, key) for key in form.keys()
+              if key.startswith("chunking_strategy[") and key.endswith("]")}
+    if text and fields:
+        raise bad_request("send chunking_strategy once: as a value or as bracketed fields", param="chunking_strategy")
+    if text in ("", "auto") and not fields:
+        return None
+    if text:
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            raise bad_request(f"chunking_strategy must be 'auto' or a server_vad object, not {text[:80]!r}",
+                              param="chunking_strategy") from None
+        if not isinstance(fields, dict):
+            raise bad_request(f"chunking_strategy must be 'auto' or a server_vad object, not {text[:80]!r}",
+                              param="chunking_strategy")
+    if fields.get("type") != "server_vad":
+        raise bad_request(f"chunking_strategy type must be server_vad, not {fields.get('type')!r}",
+                          param="chunking_strategy")
+    unknown = sorted(set(fields) - {"type", *VAD_SETTINGS})
+    if unknown:
+        raise bad_request(f"chunking_strategy: unknown setting {unknown[0]!r}; known: {', '.join(VAD_SETTINGS)}",
+                          param="chunking_strategy")
+    settings = {}
+    for name in VAD_SETTINGS:
+        if name in fields:
+            try:
+                value = float(fields[name])
+            except (TypeError, ValueError):
+                raise bad_request(f"chunking_strategy {name} must be a number, not {fields[name]!r}",
+                                  param="chunking_strategy") from None
+            if not math.isfinite(value):
+                raise bad_request(f"chunking_strategy {name} must be finite, not {fields[name]!r}",
+                                  param="chunking_strategy")
+            settings[name] = value
+    return settings
 
 
 def save_upload(source: BinaryIO, directory: Path, max_upload_bytes: int) -> tuple[str, Path]:

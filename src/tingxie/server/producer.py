@@ -44,7 +44,7 @@ def produce(work: Work, scheduler: Scheduler, transcriber: Transcriber, max_dura
     state = StreamState()
     chunks = _watched(decode_chunks(str(work.upload), CHUNK_S), work, scheduler, state, max_duration_s)
     try:
-        for segment in transcriber.segments(chunks, state):
+        for segment in transcriber.segments(chunks, state, work.vad):
             if segment.index in done_before:
                 continue
             if not scheduler.offer(work, segment, state.audio_s):

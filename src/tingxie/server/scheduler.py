@@ -1,4 +1,4 @@
-"""The one thread that owns the backend: batches segments across all requests and jobs.
+"""The thread that owns a model's backend: batches segments across all requests and jobs for it.
 
 Each round: pick segments fairly across the works (fairness.py), grow the batch while the
 planner says it fits the memory budget as one batch, run it on the one shared Executor
@@ -24,7 +24,7 @@ from tingxie.errors import OutOfMemoryError
 from tingxie.engine.executor import Executor
 from tingxie.memory.planning import MemoryPlanner
 from tingxie.engine.batching import constraint_for
-from tingxie.options import BatchOptions
+from tingxie.options import BatchOptions, DecodeOptions
 from tingxie.planner import longest_prefix
 from tingxie.memory.resources import peak_rss_bytes
 from tingxie.segments import AudioSegment, SegmentResult
@@ -49,7 +49,10 @@ class Sink(Protocol):
 class Scheduler:
     def __init__(self, backend: Backend, memory: MemoryPlanner | None, batch: BatchOptions, sink: Sink,
                  metrics: Metrics, *, max_active: int = 0, queued_per_work: int = 0,
-                 quantum_s: float | None = None):
+                 quantum_s: float | None = None, cond: threading.Condition | None = None,
+                 run_lock: threading.Lock | None = None):
+        # cond and run_lock are shared by the schedulers of several models (models_on_demand.py):
+        # one lock over every work, and one batch at a time in the process (one memory budget).
         self.backend = backend
         self.memory = memory
         self.batch = batch  # resolved for the backend's device (Transcriber): its cap is set
@@ -64,7 +67,8 @@ class Scheduler:
         # words punctuated into sentences); a backend without that stage keeps its pieces.
         self._segment_text = backend.segment_text
         self.executor.after_batch = memory.after_batch if memory else None  # the allocator's cache back between batches
-        self.cond = threading.Condition()
+        self.cond = cond or threading.Condition()
+        self.run_lock = run_lock or threading.Lock()
         self.works: list[Work] = []  # not yet terminal, in admission order
         self._ids = itertools.count()
         self._stopping = False
@@ -85,6 +89,13 @@ class Scheduler:
     def add(self, work: Work) -> None:
         with self.cond:
             self.works.append(work)
+            self.cond.notify_all()
+
+    def withdraw(self, work: Work) -> None:
+        """Take back a work whose admission failed after add (nothing of it has run)."""
+        with self.cond:
+            if work in self.works:
+                self.works.remove(work)
             self.cond.notify_all()
 
     def offer(self, work: Work, segment: AudioSegment, decoded_s: float) -> bool:
@@ -158,7 +169,8 @@ class Scheduler:
                 taken = {work: work.take(count) for work, count in Counter(w for w, _ in picked).items()}
                 self.cond.notify_all()  # room for producers waiting to queue more
             try:
-                self._run(taken)
+                with self.run_lock:
+                    self._run(taken)
             except Exception as error:  # the scheduler outlives any one batch; its works fail, not hang
                 log.exception("batch failed unexpectedly")
                 self._fail_all(taken, ApiError(500, f"internal error ({type(error).__name__})"))
@@ -174,6 +186,11 @@ class Scheduler:
     def _pick(self) -> list[tuple[Work, AudioSegment]]:
         lanes = admitted_lanes(self.works, self.max_active)
         limit = min(self.max_batch_size, self.executor.ceiling or self.max_batch_size)
+        # One batch decodes with one set of options: the work served first chooses them, and
+        # only works asking for the same ones join its batch.
+        first = fair_order(lanes, self._cost, 1, self.quantum_s)
+        if first:
+            lanes = [lane for lane in lanes if lane.decode == first[0][0].decode]
         candidates = fair_order(lanes, self._cost, limit, self.quantum_s)
         return candidates[: self._fits(candidates)] if candidates else []
 
@@ -202,7 +219,7 @@ class Scheduler:
                 batch.append(dataclasses.replace(segment, index=global_id))
         retries = self.executor.oom_retries
         started = time.perf_counter()
-        results, errors = self._execute(batch)
+        results, errors = self._execute(batch, next(iter(taken)).decode)
         elapsed = time.perf_counter() - started
         retries = self.executor.oom_retries - retries
         self.metrics.inc("tingxie_oom_retries_total", retries)
@@ -228,9 +245,10 @@ class Scheduler:
         for work, error in failures.items():
             self._fail_all([work], error)
 
-    def _execute(self, batch: list[AudioSegment]) -> tuple[list[SegmentResult], dict[int, Exception]]:
+    def _execute(self, batch: list[AudioSegment], decode: DecodeOptions | None = None,
+                 ) -> tuple[list[SegmentResult], dict[int, Exception]]:
         try:
-            return self.executor.run(batch), {}
+            return self.executor.run(batch, decode), {}
         except Exception as error:
             if len(batch) == 1:
                 return [], {batch[0].index: error}
@@ -239,7 +257,7 @@ class Scheduler:
         errors: dict[int, Exception] = {}
         for segment in batch:
             try:
-                results += self.executor.run([segment])
+                results += self.executor.run([segment], decode)
             except Exception as error:
                 errors[segment.index] = error
         return results, errors

@@ -7,6 +7,7 @@ holds as unfinished are resumed from their last finished segment.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -14,7 +15,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tingxie.backends.base import Backend
 from tingxie.engine.pipeline import Transcriber
+from tingxie.errors import OptionError
+from tingxie.options import DecodeOptions, VadOptions
 from tingxie.memory.resources import peak_rss_bytes
 from tingxie.segments import RunStats, Transcript
 from tingxie.server.api_errors import ApiError, bad_request
@@ -24,6 +28,7 @@ from tingxie.server.formats import build_transcript
 from tingxie.server.health import StorageHealth, is_storage_error, storage_unavailable
 from tingxie.server.limits import queue_full_error
 from tingxie.server.metrics import Metrics
+from tingxie.server.models_on_demand import Engine, ModelPool
 from tingxie.server.producer import start_producer
 from tingxie.server.scheduler import Scheduler
 from tingxie.server.store import FinishedSegment, JobRecord, JobStore
@@ -34,14 +39,21 @@ log = logging.getLogger("tingxie.server")
 
 class TranscriptionService:
     def __init__(self, transcriber: Transcriber, config: ServerConfig, metrics: Metrics):
-        self.transcriber = transcriber
         self.config = config
         self.metrics = metrics
         self.store = JobStore(config.db_path)
-        self.scheduler = Scheduler(transcriber.backend, transcriber.memory, transcriber.options.batch,
-                                   self, metrics, max_active=config.max_active,
-                                   queued_per_work=config.queued_segments_per_job,
-                                   quantum_s=config.fairness_quantum_s)
+        # One lock over every work, and one batch at a time, shared by every model's scheduler.
+        self.cond, run_lock = threading.Condition(), threading.Lock()
+        cond = self.cond
+
+        def make_scheduler(loaded: Transcriber) -> Scheduler:
+            return Scheduler(loaded.backend, loaded.memory, loaded.options.batch, self, metrics,
+                             max_active=config.max_active, queued_per_work=config.queued_segments_per_job,
+                             quantum_s=config.fairness_quantum_s, cond=cond, run_lock=run_lock)
+
+        # The models it serves: the one it started with, more loaded on demand (models_on_demand.py).
+        self.models = ModelPool(transcriber, make_scheduler, servable=(*config.models, *config.preload),
+                                aliases=config.model_aliases)
         self.live: dict[str, Work] = {}  # admitted and not yet settled
         self._lock = threading.Lock()
         self._seq = itertools.count()
@@ -56,10 +68,26 @@ class TranscriptionService:
 
     @property
     def model_name(self) -> str:
-        return self.transcriber.backend.name
+        """The default model: the one it started with, for requests that name none or an alias."""
+        return self.models.default
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The most recently used model's scheduler (its cond is every scheduler's)."""
+        return self.models.primary.scheduler
+
+    @property
+    def transcriber(self) -> Transcriber:
+        """The most recently used model's Transcriber (every model has the server's options)."""
+        return self.models.primary.transcriber
+
+    def queued_segments(self) -> int:
+        return sum(engine.scheduler.queued_segments() for engine in list(self.models.engines.values()))
 
     def start(self) -> None:
-        self.scheduler.start()
+        self.models.start()
+        for name in self.config.preload:
+            self.models.preload(name)
         unfinished = self.store.unfinished()
         self._sweep_uploads({Path(record.upload_path or "").name for record in unfinished})
         for record in unfinished:
@@ -77,30 +105,23 @@ class TranscriptionService:
             self._stopped = True
             for hook in self.stop_hooks:
                 hook()
-            self.scheduler.stop()
+            self.models.stop()
             self.store.close()
 
     # -- admission ---------------------------------------------------------------------------
 
-    def check_options(self, options: RequestOptions) -> None:
-        """400 for what the loaded model cannot honour: its decode options are fixed at load."""
-        if options.model and options.model not in (self.model_name, *self.config.model_aliases):
-            raise bad_request(f"model {options.model!r} is not loaded; this server serves {self.model_name!r} "
-                              f"(also as {', '.join(self.config.model_aliases)})", param="model", code="model_not_found")
-        loaded = self.transcriber.options.decode
-        english_only = not self.transcriber.backend.multilingual
-        if options.language and options.language != loaded.language and not (
-                english_only and options.language == "en" and loaded.language is None):
-            serving = f"language {loaded.language!r}" if loaded.language else "per-window language detection"
-            raise bad_request(f"language {options.language!r} cannot be honoured: this server runs with {serving}; "
-                              f"start it with --language {options.language}", param="language",
-                              code="unsupported_language")
-        if options.prompt and options.prompt != loaded.initial_prompt:
-            raise bad_request("a prompt is not supported by this server (decode options are fixed when it starts)",
-                              param="prompt")
-        if options.temperature is not None and not math.isclose(options.temperature, loaded.temperature):
-            raise bad_request(f"temperature {options.temperature:g} cannot be honoured: this server decodes at "
-                              f"temperature {loaded.temperature:g}", param="temperature")
+    def check_options(self, options: RequestOptions, engine: Engine | None = None,
+                      ) -> tuple[DecodeOptions | None, VadOptions | None]:
+        """The request's decode and VAD options, or a 400 for what the model cannot honour. A
+        backend with per-batch decode options decodes each request with its own (batches group
+        requests that share them); another's decode options are fixed at load. Before the model
+        is chosen (engine None) only what can be told without loading it is checked."""
+        name = self.models.resolve(options.model)
+        engine = engine or self.models.engines.get(name)
+        if engine is None:
+            return None, None  # checked again once loaded, at submit
+        loaded = engine.transcriber
+        return request_decode(options, loaded.options.decode, loaded.backend), request_vad(options, loaded)
 
     def check_room(self) -> None:
         """429 when the queue is full, 503 while storage cannot be written: before an upload
@@ -118,6 +139,11 @@ class TranscriptionService:
         with self._lock:
             self.check_room()
             work = Work(job_id, options, upload, durable, total_s, next(self._seq))
+            self.live[job_id] = work  # counts against the queue while its model loads
+        try:
+            # Its model, loaded if need be (perhaps waiting for room: never under the lock its
+            # running works take to end); a 400 if the model cannot honour the options.
+            self._bind(work)
             if durable:
                 try:
                     self.store.create(job_id, options.to_json(), str(upload), total_s, work.created_at)
@@ -125,7 +151,12 @@ class TranscriptionService:
                     if not is_storage_error(error):
                         raise
                     raise self.health.failed("job database", error) from None
-            self.live[job_id] = work
+        except BaseException:
+            if work.engine is not None:
+                work.engine.scheduler.withdraw(work)  # admitted to no one: its model is free again
+            with self._lock:
+                self.live.pop(job_id, None)
+            raise
         self._start(work)
         self.metrics.inc("tingxie_submitted_total", kind="job" if durable else "request")
         log.info("submitted", extra={"fields": {"id": job_id, "durable": durable, "audio_s": total_s,
@@ -136,13 +167,22 @@ class TranscriptionService:
         """When a slot may free: the least remaining audio of a live work at the measured speed."""
         busy = self.metrics.value("tingxie_busy_seconds_total")
         speed = self.metrics.value("tingxie_audio_seconds_done_total") / busy if busy > 0 else 1.0
-        with self.scheduler.cond:
+        with self.cond:
             remaining = [max(0.0, (w.total_s or w.decoded_s) - w.audio_done_s()) for w in self.live.values()]
         return int(min(300, max(1, math.ceil(min(remaining, default=1.0) / max(speed, 1e-3)))))
 
+    def _bind(self, work: Work) -> None:
+        """Give the work its model's engine and its decode and VAD options; the work joins the
+        engine's scheduler at once, so the model is busy (never unloaded) from here on."""
+        def admit(engine: Engine) -> None:
+            work.decode, work.vad = self.check_options(work.options, engine)
+            work.engine = engine
+            engine.scheduler.add(work)
+
+        self.models.use(self.models.resolve(work.options.model), admit)
+
     def _start(self, work: Work) -> None:
-        self.scheduler.add(work)
-        start_producer(work, self.scheduler, self.transcriber, self.config.max_duration_s)
+        start_producer(work, work.engine.scheduler, work.engine.transcriber, self.config.max_duration_s)
 
     def _resume(self, record: JobRecord) -> None:
         work = Work(record.id, RequestOptions.from_json(record.options), Path(record.upload_path or ""), True,
@@ -150,28 +190,36 @@ class TranscriptionService:
                     processing_s=record.processing_s)
         work.first_started_at, work.done_floor_s = record.started_at, record.audio_done_s
         work.batches, work.oom_retries = record.batches, record.oom_retries
-        for finished in self.store.segments(record.id):
-            work.finished[finished.index] = finished
-            work.served_s += self.transcriber.backend.shape.padded_seconds([finished.end - finished.start])
         with self._lock:
             self.live[work.id] = work
+        try:
+            self._bind(work)
+        except ApiError as error:  # the server now runs with other settings: the job cannot go on
+            work.engine = self.models.primary
+            self.scheduler.add(work)
+            self.scheduler.end(work, "failed", error)
+            return
+        with self.cond:
+            for finished in self.store.segments(record.id):
+                work.finished[finished.index] = finished
+                work.served_s += work.engine.transcriber.backend.shape.padded_seconds([finished.end - finished.start])
         log.info("resumed", extra={"fields": {"id": work.id, "segments_done": len(work.finished)}})
         if not work.upload.is_file():
-            self.scheduler.add(work)
-            self.scheduler.end(work, "failed", ApiError(500, "the upload of this job is gone", code="upload_lost"))
+            work.engine.scheduler.end(work, "failed", ApiError(500, "the upload of this job is gone",
+                                                               code="upload_lost"))
             return
         self._start(work)
 
     def cancel(self, job_id: str) -> bool:
         work = self.live.get(job_id)
-        return work is not None and self.scheduler.end(work, "cancelled")
+        return work is not None and work.engine is not None and work.engine.scheduler.end(work, "cancelled")
 
     # -- callbacks from the scheduler ------------------------------------------------------------
 
     def record(self, work: Work, finished: list[FinishedSegment]) -> None:
         if not work.durable:
             return
-        with self.scheduler.cond:
+        with self.cond:
             done_s = work.audio_done_s(finishing=frozenset(f.index for f in finished))
             fields = {"state": "running", "audio_done_s": done_s, "processing_s": work.elapsed_s(),
                       "peak_memory_bytes": peak_rss_bytes(), "batches": work.batches + 1}  # + this batch
@@ -232,7 +280,8 @@ class TranscriptionService:
         stats = RunStats(audio_seconds=work.total_s or work.decoded_s, wall_seconds=work.elapsed_s(),
                          peak_rss_bytes=work.peak_memory_bytes, batches=work.batches, segments=len(work.finished),
                          oom_retries=work.oom_retries)
-        return build_transcript(work.finished.values(), source=work.options.filename, model=self.model_name,
+        model = work.engine.name if work.engine is not None else self.model_name
+        return build_transcript(work.finished.values(), source=work.options.filename, model=model,
                                 stats=stats)
 
     def stored_transcript(self, record: JobRecord) -> Transcript:
@@ -241,7 +290,7 @@ class TranscriptionService:
     def job_view(self, job_id: str) -> dict | None:
         work = self.live.get(job_id) or self._unwritten.get(job_id, (None,))[0]
         if work is not None and work.durable:
-            with self.scheduler.cond:
+            with self.cond:
                 return JobSnapshot(
                     job_id=work.id, state=work.state, options=work.options, created_at=work.created_at,
                     started_at=work.first_started_at or work.started_at, finished_at=work.finished_at,
@@ -252,6 +301,62 @@ class TranscriptionService:
                 ).view()
         record = self.store.get(job_id)
         return None if record is None else record_view(record, self.store.count_segments(job_id))
+
+
+def request_decode(options: RequestOptions, loaded: DecodeOptions, backend: Backend) -> DecodeOptions | None:
+    """A request's decode options: the server's, with its language, task, prompt and
+    temperature (0, as OpenAI means it, is the server's temperatures: 0 then higher where the
+    decoding guards fail; another is decoded at that temperature only); None where the backend decodes only with the options it was loaded with (then
+    the request must ask for those)."""
+    english_only = not backend.multilingual
+    if options.task == "translate" and english_only:
+        raise bad_request(f"model {backend.name!r} is English-only: it cannot translate; ask a multilingual model",
+                          param="model", code="unsupported_task")
+    language = options.language or loaded.language
+    if english_only:
+        if language not in (None, "en"):
+            raise bad_request(f"language {options.language!r}: model {backend.name!r} is English-only",
+                              param="language", code="unsupported_language")
+        language = loaded.language  # "en" and none are the same to an English-only model
+    try:
+        wanted = dataclasses.replace(
+            loaded, language=language, task=options.task,
+            initial_prompt=options.prompt if options.prompt is not None else loaded.initial_prompt,
+            temperature=loaded.temperature if not options.temperature else options.temperature,
+            timestamps=loaded.timestamps or "word" in options.timestamp_granularities)
+    except OptionError as error:
+        raise bad_request(str(error).replace("--", ""), param="language") from None
+    if backend.per_batch_decode:
+        return wanted
+    for name, flag in (("language", "language"), ("task", "task"), ("initial_prompt", "prompt"),
+                       ("temperature", "temperature"), ("timestamps", "timestamp_granularities[]")):
+        if getattr(wanted, name) != getattr(loaded, name):
+            raise bad_request(f"{flag} {getattr(wanted, name)!r} cannot be honoured: model {backend.name!r} decodes "
+                              f"with the options the server started with ({flag} {getattr(loaded, name)!r})",
+                              param=flag, code=f"unsupported_{flag.rstrip('[]')}")
+    return None
+
+
+def request_vad(options: RequestOptions, transcriber: Transcriber) -> VadOptions | None:
+    """server_vad's settings over the server's VAD options; None: the server's own."""
+    settings = options.chunking_strategy
+    if not settings:
+        return None
+    if transcriber.backend.speech_detector() is not None:
+        raise bad_request(f"chunking_strategy server_vad: model {transcriber.backend.name!r} uses its own speech "
+                          "detector; send 'auto'", param="chunking_strategy")
+    vad = transcriber.vad_options
+    changes = {}
+    if "threshold" in settings:
+        changes["threshold"] = settings["threshold"]
+    if "prefix_padding_ms" in settings:
+        changes["speech_pad_s"] = settings["prefix_padding_ms"] / 1000
+    if "silence_duration_ms" in settings:
+        changes["min_silence_s"] = settings["silence_duration_ms"] / 1000
+    try:
+        return dataclasses.replace(vad, **changes)
+    except OptionError as error:
+        raise bad_request(f"chunking_strategy server_vad {settings}: {error}", param="chunking_strategy") from None
 
 
 def stored_transcript(store: JobStore, record: JobRecord, model: str) -> Transcript:

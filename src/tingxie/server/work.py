@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tingxie.options import DecodeOptions, VadOptions
 from tingxie.segments import AudioSegment
 from tingxie.server.api_errors import ApiError
 from tingxie.server.store import FinishedSegment
@@ -31,6 +32,10 @@ class RequestOptions:
     prompt: str | None = None
     temperature: float | None = None
     timestamp_granularities: tuple[str, ...] = ()
+    task: str = "transcribe"  # "translate": /v1/audio/translations
+    stream: bool = False  # answer with server-sent events as segments finish
+    # None or "auto": the server's VAD options; else server_vad's threshold, prefix_padding_ms, silence_duration_ms
+    chunking_strategy: dict | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "timestamp_granularities": list(self.timestamp_granularities)}
@@ -50,6 +55,9 @@ class Work:
     durable: bool  # a /v1/jobs job (in SQLite) rather than a request answered when done
     total_s: float | None  # what the header states; None until decoded when it states nothing
     seq: int  # admission order: ties in fairness, and the order of one-at-a-time serving
+    decode: DecodeOptions | None = None  # its batches' decode options; None: the backend's own
+    vad: VadOptions | None = None  # its speech detection (chunking_strategy); None: the server's
+    engine: Any = None  # its model's models_on_demand.Engine (transcriber, scheduler), set when admitted
     created_at: float = field(default_factory=time.time)
     state: str = "queued"
     pending: deque = field(default_factory=deque)  # decoded AudioSegments not yet batched

@@ -121,7 +121,8 @@ class ParaformerBackend(Backend, ParaformerRecogniser):
         return Punctuator(path, self.device)
 
     # --- the Backend protocol -------------------------------------------------------------
-    def transcribe_batch(self, batch: Sequence[AudioSegment]) -> list[SegmentResult]:
+    def transcribe_batch(self, batch: Sequence[AudioSegment], decode=None) -> list[SegmentResult]:
+        # decode: never per batch (per_batch_decode is False); the options it was loaded with apply
         try:
             recognised = self.recognise([item.samples for item in batch])
         except (RuntimeError, MemoryError) as error:

@@ -1,0 +1,68 @@
+"""stream=true: a request's text as server-sent events in OpenAI's shape, as segments finish.
+
+Each event is one `data:` line of JSON: `transcript.text.delta` with the text the newly
+finished segments add (only the leading run of finished segments counts: text leaves in time
+order), then `transcript.text.done` with the whole text and the usage. The deltas join to
+exactly the non-streamed text: that text joins the pieces in order, and joining more pieces
+only appends to it. A failed request ends with OpenAI's error object; a client that hangs up
+cancels its work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import AsyncIterator
+
+from tingxie.segments import join_texts
+from tingxie.server.api_errors import ApiError
+from tingxie.server.formats import usage
+from tingxie.server.work import Work
+
+POLL_S = 0.1  # how often the stream looks for finished segments (batches take longer)
+
+
+def leading_text(work: Work) -> str:
+    """The text of the finished segments that no unfinished one precedes (call under the
+    scheduler's lock). Segments are produced in index order, so any not yet produced come after
+    every one queued or running."""
+    open_indices = [segment.index for segment in work.pending] + list(work.in_flight)
+    first_open = min(open_indices, default=None)
+    ready = sorted(i for i in work.finished if first_open is None or i < first_open)
+    return join_texts(piece.text for i in ready for piece in work.finished[i].result.pieces)
+
+
+async def text_events(work: Work, lock, cancel) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed request. lock: the scheduler's; cancel(): end the work (a
+    client that disconnects closes this generator, and its work is cancelled then)."""
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+    work.add_done_callback(lambda _: loop.call_soon_threadsafe(ended.set))
+    sent = ""
+    try:
+        while True:
+            with lock:
+                terminal, text = work.terminal, leading_text(work)
+            if work.state == "succeeded" or not terminal:
+                if len(text) > len(sent):
+                    yield _event({"type": "transcript.text.delta", "delta": text[len(sent):]})
+                    sent = text
+            if terminal:
+                break
+            try:
+                await asyncio.wait_for(ended.wait(), POLL_S)
+            except asyncio.TimeoutError:
+                pass
+        if work.state == "succeeded":
+            yield _event({"type": "transcript.text.done", "text": sent,
+                          "usage": usage(work.total_s or work.decoded_s)})
+        else:
+            error = work.error or ApiError(499, "the request was cancelled", code="cancelled")
+            yield _event(error.body())
+    finally:
+        if not work.terminal:  # the client went away (the generator was closed): its work stops
+            cancel()
+
+
+def _event(data: dict) -> bytes:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()

@@ -1,0 +1,175 @@
+"""Several models behind one server: any servable model loaded on the request naming it, the
+least recently used idle one unloaded when the memory budget needs room, GET /v1/models.
+
+The swap policy runs on fake backends whose resident memory the probe reports (each loaded
+model holds 200 MiB): exact, fast, and independent of the machine. The two embedded Whisper
+models run for real under the default budget, mixed and concurrent.
+"""
+
+import threading
+import weakref
+
+import httpx
+import openai
+import pytest
+
+from test_server_helpers import DATA, SlowFakeBackend, server
+from tingxie.engine.pipeline import Transcriber
+from tingxie.memory.planning import MemoryPlanner
+from tingxie.options import BatchOptions, TranscribeOptions
+from tingxie.planner.memory_model import MemoryModel
+from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.server.config import ServerConfig
+from tingxie.server.runner import running
+
+MiB = 1024**2
+WINDOW = InputShape(ShapeRule.FIXED_WINDOW, 30.0)
+ONE_WINDOW = MemoryModel(fixed=0.0, per_item_s=1.0 * MiB, per_item_s2=0.0)  # a 30 s window: 30 MiB
+
+
+class LedgerProbe:
+    """Resident memory: 100 MiB of runtime and 200 MiB per model still alive."""
+
+    device = "cpu"
+
+    def __init__(self):
+        self.models = weakref.WeakSet()
+        self.most = 0
+
+    def current_bytes(self):
+        now = 100 * MiB + 200 * MiB * len(self.models)
+        self.most = max(self.most, now)
+        return now
+
+    def available_bytes(self):
+        return 64 * 1024 * MiB
+
+    def release_cache(self):
+        pass
+
+
+class NamedBackend(SlowFakeBackend):
+    __hash__ = object.__hash__  # counted in a WeakSet by identity
+
+    def __init__(self, name, probe):
+        super().__init__(0.05)
+        self.name = name
+        self.text_for = lambda segment: f"{name} said {segment.start:.2f}"
+        probe.models.add(self)
+        self.probe = probe
+
+    def unload(self):
+        self.probe.models.discard(self)
+
+
+def fake_models(probe, budget_mib):
+    options = TranscribeOptions(batch=BatchOptions(max_batch_size=8))
+
+    def load(name):
+        memory = MemoryPlanner(ONE_WINDOW, probe, total_budget_bytes=budget_mib * MiB, shape=WINDOW, adaptive=False)
+        return Transcriber(options, backend=NamedBackend(name, probe), memory=memory)
+    return load
+
+
+def short_flac():
+    return (DATA / "ljspeech" / "LJ001-0002.flac").read_bytes()  # 1.9 s of speech: one segment
+
+
+@pytest.mark.parametrize("budget_mib, most_loaded", [(500, 1), (800, 2)])
+def test_models_load_on_demand_and_swap_when_the_budget_holds_one(tmp_path, budget_mib, most_loaded):
+    probe = LedgerProbe()
+    load = fake_models(probe, budget_mib)
+    first = load("fake-a")
+    audio = short_flac()
+    with server(first, tmp_path, models=("fake-b",)) as (url, service):
+        service.models.loader = load
+        service.models.weights_of = lambda name: 200 * MiB
+        with httpx.Client(base_url=url, timeout=120) as client:
+            listed = {m["id"]: m["loaded"] for m in client.get("/v1/models").json()["data"]}
+            assert listed["fake-a"] and listed["whisper-1"] and not listed["fake-b"]
+            answers = {}
+
+            def ask(i, model):
+                answers[i] = (model, client.post("/v1/audio/transcriptions", files={"file": ("a.flac", audio)},
+                                                 data={"model": model}))
+
+            order = ["fake-b", "fake-a", "fake-b", "whisper-1", "fake-a", "fake-b", "fake-a", "fake-b"]
+            threads = [threading.Thread(target=ask, args=(i, model)) for i, model in enumerate(order)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            for model, response in answers.values():
+                assert response.status_code == 200, response.text
+                text = response.json()["text"]
+                assert text.startswith(("fake-a" if model == "whisper-1" else model) + " said"), (model, text)
+            assert len(answers) == len(order)
+            listed = {m["id"]: m["loaded"] for m in client.get("/v1/models").json()["data"]}
+            assert sum(listed[name] for name in ("fake-a", "fake-b")) >= 1
+    # 500 MiB (475 usable) holds 100 + 200 + a 30 MiB window, not a second model: never two at once;
+    # 800 MiB (760 usable) holds both
+    assert probe.most <= (100 + 200 * most_loaded) * MiB
+    if most_loaded == 2:
+        assert probe.most == 500 * MiB  # both stayed loaded
+
+
+def test_a_model_that_cannot_fit_even_alone_is_a_400_naming_the_numbers(tmp_path):
+    probe = LedgerProbe()
+    load = fake_models(probe, 560)
+    options = TranscribeOptions(batch=BatchOptions(max_batch_size=8))
+
+    def load_huge(name):  # its 30 s window needs 300 MiB: with its 200 MiB resident, more than 560 MiB
+        if name != "fake-huge":
+            return load(name)
+        memory = MemoryPlanner(MemoryModel(0.0, 10.0 * MiB, 0.0), probe, total_budget_bytes=560 * MiB, shape=WINDOW,
+                               adaptive=False)
+        return Transcriber(options, backend=NamedBackend(name, probe), memory=memory)
+
+    with server(load("fake-a"), tmp_path, models=("fake-huge",)) as (url, service):
+        service.models.loader = load_huge
+        service.models.weights_of = lambda name: 200 * MiB
+        with httpx.Client(base_url=url, timeout=60) as client:
+            response = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", short_flac())},
+                                   data={"model": "fake-huge"})
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["code"] == "model_does_not_fit" and error["param"] == "model"
+            assert "560.0 MiB" in error["message"] and "'fake-huge'" in error["message"]
+            assert "300.0 MiB" in error["message"]  # what one window of it needs
+            answer = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", short_flac())},
+                                 data={"model": "fake-a"})
+            assert answer.status_code == 200 and answer.json()["text"].startswith("fake-a said")
+            response = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", short_flac())},
+                                   data={"model": "nonexistent"})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "model_not_found"
+    assert probe.most <= 0.95 * 560 * MiB  # the budget held throughout (the huge one's weights fitted, its window not)
+    assert len(probe.models) <= 1  # the huge one unloaded; the default loaded again
+
+
+@pytest.mark.slow
+def test_the_two_embedded_models_served_mixed_and_concurrent(tiny_transcriber, data_dir, tmp_path):
+    with running(tiny_transcriber, ServerConfig(db_path=tmp_path / "jobs.db")) as (url, service):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
+        listed = {m.id for m in client.models.list()}
+        assert {"whisper-tiny.en", "whisper-base", "whisper-1"} <= listed
+        answers = {}
+
+        def ask(key, model, path, **kwargs):
+            with open(path, "rb") as audio:
+                answers[key] = client.audio.transcriptions.create(file=audio, model=model, **kwargs).text
+
+        cases = [("tiny-jfk", "whisper-tiny.en", data_dir / "jfk.flac", {}),
+                 ("base-jfk", "whisper-base", data_dir / "jfk.flac", {}),
+                 ("base-zh", "whisper-base", data_dir / "asr_example.wav", {"language": "zh"}),
+                 ("tiny-jfk-2", "whisper-1", data_dir / "jfk.flac", {})]
+        threads = [threading.Thread(target=ask, args=(key, model, path), kwargs=kwargs)
+                   for key, model, path, kwargs in cases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(900)
+        assert "ask not what your country" in answers["tiny-jfk"].lower()
+        assert "ask not what your country" in answers["base-jfk"].lower()
+        assert answers["tiny-jfk"] == answers["tiny-jfk-2"]
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in answers["base-zh"])
+        assert set(service.models.loaded()) == {"whisper-tiny.en", "whisper-base"}
