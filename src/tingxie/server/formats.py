@@ -14,9 +14,10 @@ import math
 import zlib
 from typing import Iterable
 
-from tingxie.segments import RunStats, Transcript, majority_language
+from tingxie.segments import RunStats, TextSegment, Transcript, majority_language
 from tingxie.writers import render as render_file
 from tingxie.writers.cues import cue_span
+from tingxie.writers.json_format import word_record
 from tingxie.server.store import FinishedSegment
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
@@ -31,23 +32,39 @@ def build_transcript(finished: Iterable[FinishedSegment], *, source: str, model:
                       segments=[piece for r in results for piece in r.pieces], stats=stats)
 
 
-def render(transcript: Transcript, fmt: str, *, duration_s: float, temperature: float) -> tuple[str, str]:
-    """(body, media type) of a finished transcription in one of RESPONSE_FORMATS."""
-    usage = {"type": "duration", "seconds": math.ceil(duration_s)}
+def words_of(finished: Iterable[FinishedSegment]) -> list[TextSegment]:
+    """The timed words of the segments, in time order (empty where the backend aligns none)."""
+    return [word for f in sorted(finished, key=lambda f: f.index) for word in f.result.words]
+
+
+def usage(duration_s: float) -> dict:
+    """OpenAI's usage of a model billed by the audio's duration, whole seconds."""
+    return {"type": "duration", "seconds": math.ceil(duration_s)}
+
+
+def render(transcript: Transcript, fmt: str, *, duration_s: float, temperature: float, task: str = "transcribe",
+           granularities: tuple[str, ...] = (), words: list[TextSegment] = ()) -> tuple[str, str]:
+    """(body, media type) of a finished transcription in one of RESPONSE_FORMATS. verbose_json
+    has its segments unless only word granularity was asked, and its words when it was."""
     if fmt == "json":
-        body = json.dumps({"text": transcript.text, "usage": usage}, ensure_ascii=False)
+        body = json.dumps({"text": transcript.text, "usage": usage(duration_s)}, ensure_ascii=False)
     elif fmt == "text":
         body = transcript.text + "\n"
     elif fmt in ("srt", "vtt"):
         body = render_file(transcript, fmt)
     elif fmt == "verbose_json":
-        body = json.dumps(_verbose(transcript, duration_s, temperature) | {"usage": usage}, ensure_ascii=False)
+        verbose = _verbose(transcript, duration_s, temperature, task)
+        if granularities == ("word",):
+            del verbose["segments"]
+        if "word" in granularities:
+            verbose["words"] = [word_record(w) for w in words]
+        body = json.dumps(verbose | {"usage": usage(duration_s)}, ensure_ascii=False)
     else:
         raise ValueError(f"unknown response format {fmt!r}")
     return body, MEDIA_TYPES[fmt]
 
 
-def _verbose(transcript: Transcript, duration_s: float, temperature: float | tuple[float, ...]) -> dict:
+def _verbose(transcript: Transcript, duration_s: float, temperature: float | tuple[float, ...], task: str) -> dict:
     # the server's temperatures (a fallback list) where a segment does not say which it took
     temperature = temperature[0] if isinstance(temperature, tuple) else temperature
     segments = []
@@ -59,7 +76,7 @@ def _verbose(transcript: Transcript, duration_s: float, temperature: float | tup
             "tokens": [], "temperature": temperature, "avg_logprob": 0.0,
             "compression_ratio": _compression_ratio(text), "no_speech_prob": 0.0,
         } | (dataclasses.asdict(piece.scores) if piece.scores is not None else {}))
-    return {"task": "transcribe", "language": transcript.language or "", "duration": round(duration_s, 3),
+    return {"task": task, "language": transcript.language or "", "duration": round(duration_s, 3),
             "text": transcript.text, "segments": segments}
 
 
