@@ -79,10 +79,17 @@ class Transcriber:
         started = time.perf_counter()
         total_s = probe_duration(source)
         state = StreamState()
-        # Decoding and VAD run a few segments ahead in a thread, overlapping the model's compute.
-        segments = prefetched(self.segments(decode_chunks(source, CHUNK_S), state), depth=PREFETCH_DEPTH)
+        # Decoding and VAD run a few segments ahead in a thread, overlapping the model's compute;
+        # with --diarize, so do the voice vectors of each segment (resumed segments included).
+        segments = self.segments(decode_chunks(source, CHUNK_S), state)
+        diarizer = self._diarizer()
+        if diarizer is not None:
+            segments = diarizer.observe(segments)
+        segments = prefetched(segments, depth=PREFETCH_DEPTH)
         transcript = self.transcribe_segments(segments, state=state, total_s=total_s, progress=progress,
                                               on_window=on_window, recorded=recorded, started=started)
+        if diarizer is not None:
+            diarizer.label_transcript(transcript)
         transcript.source = source if isinstance(source, str) else getattr(source, "name", "-")
         return transcript
 
@@ -151,6 +158,14 @@ class Transcriber:
             stats=stats,
             words=[word for result in results for word in result.words],
         )
+
+    def _diarizer(self):
+        """A fresh diarization stage for one input (the encoder is loaded once), or None."""
+        if not self.options.diarize.enabled:
+            return None
+        from tingxie.diarize.stage import Diarizer, load_encoder
+
+        return Diarizer(load_encoder(), self.options.diarize)
 
     def _text_stream(self):
         """Paraformer: punctuation over the whole recording's text (as FunASR's AutoModel does),
