@@ -186,3 +186,37 @@ def test_serve_refuses_diarize_rather_than_ignore_it():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "--diarize: the server does not label speakers yet" in result.stderr
+
+
+def test_the_weights_read_without_torch_are_torch_s_and_the_numpy_lstm_computes_what_torch_does():
+    torch = pytest.importorskip("torch")  # the funasr extra, which the test install has
+    from tingxie.diarize.encoder import SpeakerEncoder
+    from tingxie.diarize.weights import default_weights_path, encoder_weights
+
+    weights = encoder_weights()
+    checkpoint = torch.load(default_weights_path(), map_location="cpu", weights_only=False)
+    for name, value in weights.items():
+        assert np.array_equal(checkpoint["model_state"][name].numpy(), value), name
+    lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
+    lstm.load_state_dict({k[5:]: torch.from_numpy(v) for k, v in weights.items() if k.startswith("lstm.")})
+    linear = torch.nn.Linear(256, 256)
+    linear.load_state_dict({"weight": torch.from_numpy(weights["linear.weight"]),
+                            "bias": torch.from_numpy(weights["linear.bias"])})
+    mels = np.abs(np.random.default_rng(0).standard_normal((4, 160, 40))).astype(np.float32)
+    with torch.no_grad():
+        _, (hidden, _) = lstm(torch.from_numpy(mels))
+        expected = torch.relu(linear(hidden[-1]))
+        expected = (expected / expected.norm(dim=1, keepdim=True)).numpy()
+    assert np.abs(SpeakerEncoder().embed(mels) - expected).max() < 1e-5
+
+
+def test_mel_features_put_a_tone_in_its_band_and_count_frames_like_librosa():
+    from tingxie.diarize.features import N_MELS, mel_filters, mel_spectrogram
+
+    seconds = np.arange(16000) / 16000
+    tone = (0.1 * np.sin(2 * np.pi * 1000 * seconds)).astype(np.float32)
+    mel = mel_spectrogram(tone)
+    assert mel.shape == (1 + 16000 // 160, N_MELS)
+    peak_band = int(np.argmax(mel[50]))
+    centres = np.argmax(mel_filters(), axis=1) * 16000 / 400  # each band's peak frequency
+    assert abs(centres[peak_band] - 1000) <= 100
