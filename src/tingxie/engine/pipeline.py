@@ -39,6 +39,12 @@ class Transcriber:
         batch = dataclasses.replace(options.batch, max_batch_size=options.batch.resolved_max_batch(
             self.backend.device))
         self.options = dataclasses.replace(options, batch=batch)
+        if self.options.diarize.enabled:
+            # The speaker encoder is read now: a missing one fails before any input, and its
+            # weights (~6 MB) are resident, so counted, when the memory budget is planned.
+            from tingxie.diarize.stage import load_encoder
+
+            load_encoder()
         # Budgeted batching needs the backend's measured memory model; FunASR mode does not.
         if memory is None and self.options.batch.batch_size_s is None and backend is None:
             memory = MemoryPlanner.profiled(self.backend, self.options)
