@@ -220,3 +220,13 @@ def test_mel_features_put_a_tone_in_its_band_and_count_frames_like_librosa():
     peak_band = int(np.argmax(mel[50]))
     centres = np.argmax(mel_filters(), axis=1) * 16000 / 400  # each band's peak frequency
     assert abs(centres[peak_band] - 1000) <= 100
+
+
+def test_a_missing_encoder_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    from tingxie.diarize import weights
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(OptionError, match="pip install --no-deps resemblyzer==0.1.4"):
+        weights.default_weights_path()
