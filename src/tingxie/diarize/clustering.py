@@ -55,7 +55,7 @@ def cluster(vectors: np.ndarray, count: SpeakerCount = SpeakerCount(),
         [np.array([i]) for i in range(n)]
     points, members = _compress(vectors, members)
     merges = _average_linkage(points, weights=np.array([len(m) for m in members], dtype=np.float64))
-    found = len(points) - sum(1 for similarity in _prefix_above(merges, threshold))
+    found = len(points) - _merges_above(merges, threshold)
     wanted = count.clamp(found, len(points))
     point_labels = _labels_after(merges, len(points), len(points) - wanted)
     labels = np.empty(n, dtype=np.int64)
@@ -123,11 +123,12 @@ def _average_linkage(points: np.ndarray, weights: np.ndarray) -> list[tuple[int,
     return merges
 
 
-def _prefix_above(merges, threshold: float):
-    for _, _, similarity in merges:
+def _merges_above(merges, threshold: float) -> int:
+    """How many merges come before the first that joins groups less alike than the threshold."""
+    for done, (_, _, similarity) in enumerate(merges):
         if similarity < threshold:
-            return
-        yield similarity
+            return done
+    return len(merges)
 
 
 def _labels_after(merges, n: int, steps: int) -> np.ndarray:
