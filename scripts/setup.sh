@@ -39,8 +39,4 @@ if [[ " ${extras[*]:-} " == *" dev "* ]]; then pip install --no-deps "silero-vad
 # runs it in NumPy; the package's own metadata asks for torch, librosa and webrtcvad, which
 # tingxie never imports, so --no-deps keeps them out (tingxie.diarize.weights).
 pip install --no-deps "resemblyzer==0.1.4"
-# --diarize reads the speaker encoder the resemblyzer wheel ships (pretrained.pt, Apache-2.0) and
-# runs it in NumPy; the package's own metadata asks for torch, librosa and webrtcvad, which
-# tingxie never imports, so --no-deps keeps them out (tingxie.diarize.weights).
-pip install --no-deps "resemblyzer==0.1.4"
 echo "$wanted" >> "$stamp"
