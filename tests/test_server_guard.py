@@ -20,8 +20,7 @@ from long_audio import english_pieces, joined
 from test_server_helpers import DATA, fake_transcriber, flac_bytes, server, uploads_left, wait_for
 from test_server_storage import fill, small_disk
 from tingxie.errors import OptionError
-from tingxie.server.config import ServerConfig, parse_keep
-from tingxie.server.retention import Retention
+from tingxie.server.config import ServerConfig
 from tingxie.server.store import JobStore
 
 SHORT = (DATA / "ljspeech" / "LJ001-0002.flac").read_bytes()
@@ -134,6 +133,9 @@ def test_security_headers_and_openapi_behind_the_key(tmp_path):
 
 
 def test_keep_jobs_expires_finished_jobs_by_count_and_by_age(tmp_path):
+    from tingxie.server.config import parse_keep
+    from tingxie.server.retention import Retention
+
     store = JobStore(tmp_path / "jobs.db")
     now = 1_000_000.0
     for n, state in enumerate(("succeeded", "failed", "cancelled", "succeeded", "running")):

@@ -23,7 +23,6 @@ import pytest
 
 from long_audio import english_pieces, joined
 from test_server_helpers import DATA, fake_transcriber, flac_bytes, server, wait_for
-from tingxie.server.health import StorageHealth
 from tingxie.server.store import JobStore
 
 SHORT = (DATA / "ljspeech" / "LJ001-0002.flac").read_bytes()  # 1.9 s
@@ -205,6 +204,8 @@ def test_an_injected_full_upload_folder_is_json_and_removes_the_partial_file(tmp
 
 
 def test_health_probes_at_most_once_per_interval_and_clears_when_writable(tmp_path):
+    from tingxie.server.health import StorageHealth
+
     store = JobStore(tmp_path / "jobs.db")
     broken = threading.Event()
 
