@@ -15,7 +15,7 @@ from tingxie.backends.base import Backend
 from tingxie.backends.registry import load_backend
 from tingxie.engine.executor import Executor
 from tingxie.memory.planning import MemoryPlanner
-from tingxie.options import TranscribeOptions
+from tingxie.options import TranscribeOptions, VadOptions
 from tingxie.engine.packing import pack_windows
 from tingxie.engine.prefetch import prefetched
 from tingxie.planner.shapes import ShapeRule
@@ -58,19 +58,21 @@ class Transcriber:
             merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
         )
 
-    def segments(self, chunks, state: StreamState):
+    def segments(self, chunks, state: StreamState, vad: VadOptions | None = None):
         """The recognition items cut from audio chunks, in time order with stable indices (the
-        server uses this too, so its results and resumed indices match the CLI's)."""
-        detector = self._speech_detector()
+        server uses this too, so its results and resumed indices match the CLI's). vad: a
+        request's own speech detection settings (the server's chunking_strategy); None: the
+        Transcriber's."""
+        detector = self._speech_detector(vad)
         segments = speech_segments(chunks, detector, state)
         if self.packs_windows:
             segments = pack_windows(segments, self.backend.shape.max_item_s)
         return segments
 
-    def _speech_detector(self):
+    def _speech_detector(self, vad: VadOptions | None = None):
         # A backend may bring the VAD its users expect (Paraformer: FunASR's FSMN-VAD on request).
         detector = self.backend.speech_detector()
-        return detector if detector is not None else SpeechDetector(self.vad_options)
+        return detector if detector is not None else SpeechDetector(vad or self.vad_options)
 
     def transcribe(
         self,
