@@ -152,7 +152,7 @@ def test_keep_jobs_expires_finished_jobs_by_count_and_by_age(tmp_path):
 
 
 def test_the_server_expires_finished_jobs_past_keep_jobs_with_their_segments(tmp_path, long_audio_bytes):
-    with server(fake_transcriber(0.2), tmp_path, keep_jobs="1s") as (url, service), \
+    with server(fake_transcriber(1.0, max_batch_size=1), tmp_path, keep_jobs="1s") as (url, service), \
             httpx.Client(base_url=url, timeout=30) as client:
         short = client.post("/v1/jobs", files={"file": ("a.flac", SHORT)}).json()["id"]
         wait_for(lambda: client.get(f"/v1/jobs/{short}").json()["state"] == "succeeded")
