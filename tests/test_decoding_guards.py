@@ -199,3 +199,23 @@ def test_scores_and_word_probabilities_survive_a_checkpoint():
         assert (restored, restored.scores, restored.probability) == (original, original.scores, original.probability)
     assert piece_from_json([0.0, 1.0, "older record"]) == TextSegment(0.0, 1.0, "older record")
     assert SegmentResult(0, (piece,)).pieces[0].scores == scores
+
+
+@pytest.mark.slow
+def test_a_packed_window_that_ends_early_is_decoded_again_from_its_second_span(tmp_path, tiny_transcriber,
+                                                                                monkeypatch):
+    # tests/test_resume.py's input: tiny.en decodes its last packed window (LJ001-0016's end and
+    # jfk) as "And it was natural therefore..." and stops, jfk's sentence unsaid
+    from long_audio import english_pieces, joined, write_flac
+
+    import tingxie.backends.whisper.backend as backend_module
+
+    path = write_flac(tmp_path / "talk.flac", joined(english_pieces(), seed=1))
+    monkeypatch.setattr(backend_module, "EARLY_END_WORDS_PER_S", 0.0)  # the check off
+    unchecked = normalize_english(tiny_transcriber.transcribe(str(path)).text)
+    assert unchecked.endswith("natural therefore") and "fellow americans" not in unchecked
+    monkeypatch.undo()
+    checked = normalize_english(tiny_transcriber.transcribe(str(path)).text)
+    assert checked.endswith("fellow americans ask not what your country can do for you ask what you can do for your "
+                            "country"), checked[-200:]
+    assert len(checked.split()) > len(unchecked.split()) + 20

@@ -164,11 +164,33 @@ class WhisperBackend(Backend):
                                  suppress_tokens=list(self._suppress))
         texts = [window.tokens for window in decoded]
         timed = self._timed_pieces(batch, encoded, texts, tokenizers_, decode)
-        return [
+        results = [
             SegmentResult(item.index, tuple(dataclasses.replace(p, scores=window.scores) for p in pieces),
                           language=lang, tokens=tuple(window.tokens), words=words)
             for item, (pieces, words), lang, window in zip(batch, timed, languages, decoded)
         ]
+        for i, (item, text, tokenizer) in enumerate(zip(batch, texts, tokenizers_)):
+            if text and _ended_early(item, len(tokenizer.decode(text).split())):
+                results[i] = self._span_by_span(item, decode, results[i])
+        return results
+
+    def _span_by_span(self, item: AudioSegment, decode: DecodeOptions, packed: SegmentResult) -> SegmentResult:
+        """A packed window whose text stopped early: its first speech span decoded alone and the
+        rest as a window of its own (checked again the same way); the packed result where that
+        gives no more words."""
+        (_, first_start, first_length), rest = item.parts[0], item.parts[1:]
+        cut = rest[0][0]
+        spans = [AudioSegment(item.index, first_start, first_start + first_length,
+                              item.samples[:int(first_length * SAMPLE_RATE)]),
+                 AudioSegment(item.index, rest[0][1], rest[-1][1] + rest[-1][2], item.samples[int(cut * SAMPLE_RATE):],
+                              tuple((at - cut, start, length) for at, start, length in rest) if len(rest) > 1 else ())]
+        alone = self._transcribe(spans, decode)
+        words = sum(len(p.text.split()) for r in alone for p in r.pieces)
+        if words <= sum(len(p.text.split()) for p in packed.pieces):
+            return packed
+        return SegmentResult(item.index, tuple(p for r in alone for p in r.pieces), language=packed.language,
+                             tokens=tuple(t for r in alone for t in r.tokens),
+                             words=tuple(w for r in alone for w in r.words))
 
     def _timed_pieces(self, batch, encoded, texts, tokenizers_, decode: DecodeOptions):
         """Each item's (pieces, timed words); words only where timestamps are on."""
@@ -227,6 +249,19 @@ def _absolute_words(item: AudioSegment, words: list[TimedWord]) -> tuple[TextSeg
         elif word.text.strip():
             out.append(TextSegment(start, end, word.text.strip(), probability=word.probability))
     return tuple(out)
+
+
+# Whisper decoding a window of several packed speech spans without timestamp tokens sometimes
+# ends the text after the first span (a pause reads as the end): jfk's sentence after LJ001-0016
+# in tests/test_resume.py's input, a passage of real_en_long over a telephone line
+# (docs/benchmarks.md). Read speech runs at 2-3 words a second; under one a second over 10 s
+# of speech, the window's first span is decoded alone and the rest again as a window.
+EARLY_END_WORDS_PER_S = 1.0
+EARLY_END_MIN_S = 10.0
+
+
+def _ended_early(item: AudioSegment, words: int) -> bool:
+    return len(item.parts) > 1 and item.duration >= EARLY_END_MIN_S and words < EARLY_END_WORDS_PER_S * item.duration
 
 
 def _piece(item: AudioSegment, start: float, end: float, text: str) -> tuple[TextSegment, ...]:
