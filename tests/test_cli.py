@@ -86,6 +86,8 @@ def test_bad_input_gets_one_line_error_and_no_output(case, data_dir, tmp_path):
     out = tmp_path / "out"
     result = run_cli("transcribe", str(path), "-o", str(out), *TINY)
     _assert_one_line_error(result, path.name, reason)
+    line = next(line for line in result.stderr.splitlines() if "tingxie: error:" in line)
+    assert line.count(path.name) == 1, line  # the input named once, not "a.wav: a.wav: ..."
     assert not out.exists() or not any(out.iterdir())
 
 

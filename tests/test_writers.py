@@ -88,6 +88,8 @@ def test_json_fields():
         "segments": 5,
         "oom_retries": 1,
         "padding_waste": 0.1235,
+        "budget_shrinks": 0,
+        "lowest_batch_memory_bytes": None,
     }
 
 

@@ -121,6 +121,10 @@ class RunStats:
     segments: int = 0
     oom_retries: int = 0
     padding_waste: float = 0.0  # share of the seconds the batches computed on that was padding
+    # the adaptive budget (memory/planning.py): times batches had to shrink below what the budget
+    # allowed because the device had less free, and the least memory a window was planned with
+    budget_shrinks: int = 0
+    lowest_batch_memory_bytes: int | None = None
 
     @property
     def speed(self) -> float:

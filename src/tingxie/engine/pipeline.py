@@ -7,6 +7,8 @@ streams through (see streaming.py), so memory does not grow with the length of t
 from __future__ import annotations
 
 import dataclasses
+import gc
+import logging
 import time
 from typing import Callable, Iterable
 
@@ -14,7 +16,7 @@ from tingxie.audio.decode import decode_chunks, probe_duration
 from tingxie.backends.base import Backend
 from tingxie.backends.registry import load_backend
 from tingxie.engine.executor import Executor
-from tingxie.memory.planning import MemoryPlanner
+from tingxie.memory.planning import BudgetTrace, MemoryPlanner
 from tingxie.options import TranscribeOptions, VadOptions
 from tingxie.engine.packing import pack_windows
 from tingxie.engine.prefetch import prefetched
@@ -23,10 +25,16 @@ from tingxie.memory.resources import peak_rss_bytes
 from tingxie.segments import AudioSegment, RunStats, SegmentResult, TextSegment, Transcript, majority_language
 from tingxie.engine.streaming import StreamState, WindowDone, run_windows, speech_segments
 from tingxie.vad.detector import SpeechDetector
+from tingxie.vad.silero import SpeechProbabilities
 
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, "float | None"], None]  # (audio seconds done, total or None)
 CHUNK_S = 30.0
 PREFETCH_DEPTH = 4  # segments (packed windows: ~2 MB each) made ahead of the model
+
+
+def _describe(model) -> str:
+    return f"{model.replicas} replica{'s' if model.replicas != 1 else ''}" if model.replicas else "automatic"
 
 
 class Transcriber:
@@ -47,7 +55,7 @@ class Transcriber:
             load_encoder()
         # Budgeted batching needs the backend's measured memory model; FunASR mode does not.
         if memory is None and self.options.batch.batch_size_s is None and backend is None:
-            memory = MemoryPlanner.profiled(self.backend, self.options)
+            memory = self._fit_execution()
         self.memory = memory
         # Segments must fit the model's input. Fixed windows are packed with speech after the
         # VAD (packing.py), so the VAD itself does not merge neighbours for them.
@@ -57,6 +65,32 @@ class Transcriber:
             self.options.vad, max_segment_s=limit,
             merge_max_s=0.0 if self.packs_windows else min(self.options.vad.merge_max_s, limit),
         )
+
+    def _fit_execution(self) -> MemoryPlanner | None:
+        """The measured memory model of the fastest execution whose smallest batch fits the
+        budget: the backend as loaded, else its leaner options (fewer replicas, ...) one after
+        another, each loaded and measured. A budget between the leanest and the default runs,
+        slower; one below even the leanest fails here, naming the smallest budget that works,
+        where every item costs the same (fixed windows); variable-length items are planned per
+        window, as a shorter one may still fit."""
+        while True:
+            if self.backend.speech_detector() is None:
+                SpeechProbabilities()  # Silero's session loaded now: part of what is resident while batches run
+            memory = MemoryPlanner.profiled(self.backend, self.options)
+            shape = self.backend.shape
+            if memory is None or memory.fits_smallest_batch(shape):
+                return memory
+            leaner = self.backend.leaner_options()
+            if leaner is None:
+                if shape.rule is ShapeRule.FIXED_WINDOW:
+                    memory.check_smallest_batch(shape)  # raises, naming the numbers
+                return memory
+            log.warning("the memory budget is below what %s needs; running it leaner (%s), slower",
+                        self.backend.execution or "this execution", _describe(leaner))
+            self.backend = None  # the old execution's memory goes before the leaner one loads
+            gc.collect()
+            self.options = dataclasses.replace(self.options, model=leaner)
+            self.backend = load_backend(leaner, self.options.decode, self.options.batch.memory_budget)
 
     def segments(self, chunks, state: StreamState, vad: VadOptions | None = None):
         """The recognition items cut from audio chunks, in time order with stable indices (the
@@ -116,6 +150,8 @@ class Transcriber:
         started = time.perf_counter() if started is None else started
         state = state or StreamState()
         executor = Executor(self.backend, after_batch=self.memory.after_batch if self.memory else None)
+        if self.memory:
+            self.memory.trace = BudgetTrace()  # this run's figures
         text = self._text_stream()
         results: list[SegmentResult] = []
         pieces: list[TextSegment] = []
@@ -157,6 +193,8 @@ class Transcriber:
             segments=len(results),  # recognition items: packed windows for Whisper
             oom_retries=executor.oom_retries,
             padding_waste=executor.padding.waste,
+            budget_shrinks=self.memory.trace.shrinks if self.memory else 0,
+            lowest_batch_memory_bytes=self.memory.trace.lowest if self.memory else None,
         )
         return Transcript(
             source="-",

@@ -70,4 +70,6 @@ def _stats(stats: RunStats) -> dict:
         "segments": stats.segments,
         "oom_retries": stats.oom_retries,
         "padding_waste": round(stats.padding_waste, 4),
+        "budget_shrinks": stats.budget_shrinks,
+        "lowest_batch_memory_bytes": stats.lowest_batch_memory_bytes,
     }
