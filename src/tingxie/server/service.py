@@ -328,11 +328,13 @@ def request_decode(options: RequestOptions, loaded: DecodeOptions, backend: Back
         raise bad_request(str(error).replace("--", ""), param="language") from None
     if backend.per_batch_decode:
         return wanted
+    asked, started = dataclasses.asdict(wanted), dataclasses.asdict(loaded)
     for name, flag in (("language", "language"), ("task", "task"), ("initial_prompt", "prompt"),
                        ("temperature", "temperature"), ("timestamps", "timestamp_granularities[]")):
-        if getattr(wanted, name) != getattr(loaded, name):
-            raise bad_request(f"{flag} {getattr(wanted, name)!r} cannot be honoured: model {backend.name!r} decodes "
-                              f"with the options the server started with ({flag} {getattr(loaded, name)!r})",
+        if asked[name] != started[name]:
+            model = backend.name
+            raise bad_request(f"{flag} {asked[name]!r} cannot be honoured: model {model!r} decodes "
+                              f"with the options the server started with ({flag} {started[name]!r})",
                               param=flag, code=f"unsupported_{flag.rstrip('[]')}")
     return None
 
