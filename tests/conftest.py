@@ -43,3 +43,22 @@ def pytest_collection_modifyitems(config, items):
     if gpu:
         config.hook.pytest_deselected(items=gpu)
         items[:] = keep
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_transcriber, tmp_path_factory):
+    """`tingxie serve` with whisper-tiny.en on a free port, one per test module: (url, service)."""
+    from tingxie.server.config import ServerConfig
+    from tingxie.server.runner import running
+
+    folder = tmp_path_factory.mktemp("tiny-server")
+    with running(tiny_transcriber, ServerConfig(db_path=folder / "jobs.db")) as (url, service):
+        yield url, service
+
+
+@pytest.fixture(scope="module")
+def client(tiny_server):
+    """The official openai client on tiny_server."""
+    import openai
+
+    return openai.OpenAI(base_url=tiny_server[0] + "/v1", api_key="not-needed", max_retries=0, timeout=300)

@@ -14,21 +14,6 @@ import pytest
 
 from long_audio import english_pieces, joined, write_flac
 from tingxie.benchmark.evaluation import normalize_english, word_error_rate
-from tingxie.server.config import ServerConfig
-from tingxie.server.runner import running
-
-
-
-@pytest.fixture(scope="module")
-def tiny_server(tiny_transcriber, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-server")
-    with running(tiny_transcriber, ServerConfig(db_path=folder / "jobs.db")) as (url, service):
-        yield url, service
-
-
-@pytest.fixture(scope="module")
-def client(tiny_server):
-    return openai.OpenAI(base_url=tiny_server[0] + "/v1", api_key="not-needed", max_retries=0, timeout=300)
 
 
 @pytest.fixture(scope="module")

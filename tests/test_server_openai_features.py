@@ -19,18 +19,6 @@ from tingxie.server.runner import running
 
 
 @pytest.fixture(scope="module")
-def tiny_server(tiny_transcriber, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-features")
-    with running(tiny_transcriber, ServerConfig(db_path=folder / "jobs.db")) as (url, service):
-        yield url, service
-
-
-@pytest.fixture(scope="module")
-def client(tiny_server):
-    return openai.OpenAI(base_url=tiny_server[0] + "/v1", api_key="not-needed", max_retries=0, timeout=300)
-
-
-@pytest.fixture(scope="module")
 def two_minutes(tmp_path_factory):
     """A 2-minute English recording: the 17 real clips of tests/data, twice, with pauses."""
     pieces = english_pieces()

@@ -41,7 +41,7 @@ def test_two_replicas_give_exactly_one_replicas_results_in_order(data_dir, monke
     seen = []
     real = WhisperBackend._transcribe
     monkeypatch.setattr(WhisperBackend, "_transcribe",
-                        lambda self, part: seen.append((threading.current_thread().name, len(part))) or real(self, part))
+                        lambda self, part, *decode: seen.append((threading.current_thread().name, len(part))) or real(self, part, *decode))
     got = two.transcribe_batch(batch)
     assert [size for _, size in seen] == [1] * len(batch)  # a window a call ...
     assert all(name.startswith("tingxie-whisper") for name, _ in seen)  # ... on the replicas' threads
@@ -57,7 +57,7 @@ def test_an_out_of_memory_in_one_window_fails_the_batch_with_nothing_left_runnin
     batch = [AudioSegment(i, 0.0, 11.0, samples) for i in range(6)]
     started, finished = [], []
 
-    def fail_first(self, part):
+    def fail_first(self, part, *decode):
         started.append(part[0].index)
         if part[0].index == 0:
             raise RuntimeError("CUDA failed with error out of memory")
