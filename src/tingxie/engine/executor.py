@@ -44,9 +44,12 @@ class Executor:
         if not batch:
             return []
         if self.ceiling is not None and len(batch) > self.ceiling:
+            # the ceiling as it is now: running a chunk may lower or raise it, and chunks must
+            # neither overlap nor leave a gap
+            size = self.ceiling
             results: list[SegmentResult] = []
-            for start in range(0, len(batch), self.ceiling):
-                results += self.run(batch[start : start + self.ceiling], decode)
+            for start in range(0, len(batch), size):
+                results += self.run(batch[start : start + size], decode)
             return results
         try:
             results = (self.backend.transcribe_batch(batch) if decode is None
