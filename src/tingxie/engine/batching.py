@@ -37,11 +37,19 @@ def plan_for(
     items = [PlanItem(s.index, s.duration) for s in segments]
     if options.batch_size_s is not None:
         return plan_funasr(items, options.batch_size_s, options.batch_threshold_s, shape)
+    model, budget, max_batch = _budgeted(options, memory_model, working_budget_bytes, ceiling)
+    return plan_budgeted(items, shape, model, budget, max_batch)
+
+
+def _budgeted(options: BatchOptions, memory_model: MemoryModel | None, working_budget_bytes: int | None,
+              ceiling: int | None) -> tuple[MemoryModel, int, int]:
+    """(memory model, budget, batch cap) of budgeted batching: without a measured model every batch
+    costs nothing and only the cap (lowered by the executor's ceiling) bounds it."""
     limit = options.batch_cap()
     max_batch = min(limit, ceiling or limit)
     if memory_model is None or working_budget_bytes is None:
-        return plan_budgeted(items, shape, UNMEASURED, 1, max_batch)
-    return plan_budgeted(items, shape, memory_model, working_budget_bytes, max_batch)
+        return UNMEASURED, 1, max_batch
+    return memory_model, max(1, working_budget_bytes), max_batch
 
 
 def constraint_for(
@@ -54,10 +62,7 @@ def constraint_for(
 ) -> BatchConstraint:
     """The rule one batch must keep under these options, for callers that grow batches
     themselves (the server) or size windows (streaming): the same rule plan_for plans with."""
-    limit = options.batch_cap()
-    max_batch = min(limit, ceiling or limit)
     if options.batch_size_s is not None:
-        return FunasrConstraint(shape, options.batch_size_s, options.batch_threshold_s, max_batch)
-    if memory_model is None or working_budget_bytes is None:
-        return BudgetConstraint(shape, UNMEASURED, 1, max_batch)
-    return BudgetConstraint(shape, memory_model, max(1, working_budget_bytes), max_batch)
+        limit = options.batch_cap()
+        return FunasrConstraint(shape, options.batch_size_s, options.batch_threshold_s, min(limit, ceiling or limit))
+    return BudgetConstraint(shape, *_budgeted(options, memory_model, working_budget_bytes, ceiling))
