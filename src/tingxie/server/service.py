@@ -7,29 +7,27 @@ holds as unfinished are resumed from their last finished segment.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import math
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
-from tingxie.backends.base import Backend
 from tingxie.engine.pipeline import Transcriber
-from tingxie.errors import OptionError
-from tingxie.options import DecodeOptions, VadOptions
 from tingxie.memory.resources import peak_rss_bytes
+from tingxie.options import DecodeOptions, VadOptions
 from tingxie.segments import RunStats, Transcript
-from tingxie.server.api_errors import ApiError, bad_request
+from tingxie.server.api_errors import ApiError
 from tingxie.server.config import ServerConfig
 from tingxie.server.form import remove_quietly
 from tingxie.server.formats import build_transcript
 from tingxie.server.health import StorageHealth, is_storage_error, storage_unavailable
+from tingxie.server.job_view import JobSnapshot, record_view, stored_transcript
 from tingxie.server.limits import queue_full_error
 from tingxie.server.metrics import Metrics
 from tingxie.server.models_on_demand import Engine, ModelPool
 from tingxie.server.producer import start_producer
+from tingxie.server.request_options import request_decode, request_vad
 from tingxie.server.scheduler import Scheduler
 from tingxie.server.store import FinishedSegment, JobRecord, JobStore
 from tingxie.server.work import RequestOptions, Work
@@ -301,121 +299,3 @@ class TranscriptionService:
                 ).view()
         record = self.store.get(job_id)
         return None if record is None else record_view(record, self.store.count_segments(job_id))
-
-
-def request_decode(options: RequestOptions, loaded: DecodeOptions, backend: Backend) -> DecodeOptions | None:
-    """A request's decode options: the server's, with its language, task, prompt and
-    temperature (0, as OpenAI means it, is the server's temperatures: 0 then higher where the
-    decoding guards fail; another is decoded at that temperature only); None where the backend decodes only with the options it was loaded with (then
-    the request must ask for those)."""
-    english_only = not backend.multilingual
-    if options.task == "translate" and english_only:
-        raise bad_request(f"model {backend.name!r} is English-only: it cannot translate; ask a multilingual model",
-                          param="model", code="unsupported_task")
-    language = options.language or loaded.language
-    if english_only:
-        if language not in (None, "en"):
-            raise bad_request(f"language {options.language!r}: model {backend.name!r} is English-only",
-                              param="language", code="unsupported_language")
-        language = loaded.language  # "en" and none are the same to an English-only model
-    try:
-        wanted = dataclasses.replace(
-            loaded, language=language, task=options.task,
-            initial_prompt=options.prompt if options.prompt is not None else loaded.initial_prompt,
-            temperature=loaded.temperature if not options.temperature else options.temperature,
-            timestamps=loaded.timestamps or "word" in options.timestamp_granularities)
-    except OptionError as error:
-        raise bad_request(str(error).replace("--", ""), param="language") from None
-    if backend.per_batch_decode:
-        return wanted
-    asked, started = dataclasses.asdict(wanted), dataclasses.asdict(loaded)
-    for name, flag in (("language", "language"), ("task", "task"), ("initial_prompt", "prompt"),
-                       ("temperature", "temperature"), ("timestamps", "timestamp_granularities[]")):
-        if asked[name] != started[name]:
-            model = backend.name
-            raise bad_request(f"{flag} {asked[name]!r} cannot be honoured: model {model!r} decodes "
-                              f"with the options the server started with ({flag} {started[name]!r})",
-                              param=flag, code=f"unsupported_{flag.rstrip('[]')}")
-    return None
-
-
-def request_vad(options: RequestOptions, transcriber: Transcriber) -> VadOptions | None:
-    """server_vad's settings over the server's VAD options; None: the server's own."""
-    settings = options.chunking_strategy
-    if not settings:
-        return None
-    if transcriber.backend.speech_detector() is not None:
-        raise bad_request(f"chunking_strategy server_vad: model {transcriber.backend.name!r} uses its own speech "
-                          "detector; send 'auto'", param="chunking_strategy")
-    vad = transcriber.vad_options
-    changes = {}
-    if "threshold" in settings:
-        changes["threshold"] = settings["threshold"]
-    if "prefix_padding_ms" in settings:
-        changes["speech_pad_s"] = settings["prefix_padding_ms"] / 1000
-    if "silence_duration_ms" in settings:
-        changes["min_silence_s"] = settings["silence_duration_ms"] / 1000
-    try:
-        return dataclasses.replace(vad, **changes)
-    except OptionError as error:
-        raise bad_request(f"chunking_strategy server_vad {settings}: {error}", param="chunking_strategy") from None
-
-
-def stored_transcript(store: JobStore, record: JobRecord, model: str) -> Transcript:
-    """A finished job's transcript from its stored segments."""
-    stats = RunStats(audio_seconds=record.audio_total_s or 0.0, wall_seconds=record.processing_s,
-                     peak_rss_bytes=record.peak_memory_bytes or 0, batches=record.batches,
-                     segments=record.segments_total or 0, oom_retries=record.oom_retries)
-    return build_transcript(store.segments(record.id), source=record.options.get("filename", "audio"),
-                            model=model, stats=stats)
-
-
-def record_view(record: JobRecord, segments_done: int) -> dict:
-    """The job's JSON view from its stored row (a job no longer, or not yet, in memory)."""
-    elapsed = record.processing_s
-    return JobSnapshot(
-        job_id=record.id, state=record.state, options=RequestOptions.from_json(record.options),
-        created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
-        audio_done_s=record.audio_done_s, audio_total_s=record.audio_total_s, segments_done=segments_done,
-        speed=record.audio_done_s / elapsed if elapsed > 0 else 0.0, peak_memory_bytes=record.peak_memory_bytes,
-        error=record.error, error_status=record.error_status, wall_s=elapsed, batches=record.batches,
-        oom_retries=record.oom_retries,
-    ).view()
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """A job's figures at one moment, from the live work or its stored row."""
-
-    job_id: str
-    state: str
-    options: RequestOptions
-    created_at: float | None
-    started_at: float | None
-    finished_at: float | None
-    audio_done_s: float
-    audio_total_s: float | None
-    segments_done: int
-    speed: float
-    peak_memory_bytes: int | None
-    error: str | None
-    error_status: int | None
-    wall_s: float
-    batches: int
-    oom_retries: int
-
-    def view(self) -> dict:
-        """The JSON shape of GET /v1/jobs/{id}."""
-        done, total = self.audio_done_s, self.audio_total_s
-        fraction = min(1.0, done / total) if total else (1.0 if self.state == "succeeded" else 0.0)
-        return {
-            "id": self.job_id, "object": "transcription.job", "state": self.state,
-            "model": self.options.model or None, "filename": self.options.filename,
-            "response_format": self.options.response_format,
-            "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
-            "progress": {"audio_done_s": round(done, 3), "audio_total_s": total and round(total, 3),
-                         "fraction": round(fraction, 4), "segments_done": self.segments_done},
-            "speed": round(self.speed, 3), "peak_memory_bytes": self.peak_memory_bytes, "wall_s": round(self.wall_s, 3),
-            "batches": self.batches, "oom_retries": self.oom_retries,
-            "error": {"message": self.error, "status": self.error_status} if self.error else None,
-        }

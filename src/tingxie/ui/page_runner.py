@@ -25,7 +25,7 @@ from tingxie.segments import Transcript
 from tingxie.server.api_errors import ApiError
 from tingxie.server.form import remove_quietly
 from tingxie.server.limits import duration_error
-from tingxie.server.service import record_view, stored_transcript
+from tingxie.server.job_view import record_view, stored_transcript
 from tingxie.server.store import FinishedSegment, JobStore
 
 log = logging.getLogger("tingxie.ui")
