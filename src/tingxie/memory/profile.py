@@ -18,7 +18,7 @@ import numpy as np
 from tingxie import SAMPLE_RATE, __version__
 from tingxie.backends.base import Backend, BackendOutOfMemory
 from tingxie.errors import OutOfMemoryError
-from tingxie.models.registry import cache_dir
+from tingxie.models.cache_dir import cache_dir
 from tingxie.planner.memory_model import DEFAULT_MARGIN, MemoryModel, ProfileSample, fit_memory_model, format_bytes
 from tingxie.segments import AudioSegment
 from tingxie.planner.shapes import InputShape, ShapeRule

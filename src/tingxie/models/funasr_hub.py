@@ -4,7 +4,7 @@ A directory is always used as it is. A known name (paraformer-zh, fsmn-vad, ct-p
 ModelScope id is looked for on this machine first: in tingxie's model cache, then in
 ModelScope's own cache. Only where it is not there, and a network is reachable, is it downloaded
 from ModelScope (into tingxie's cache). Offline with no local copy, ModelNotFoundError says what
-to download and where to put it. No torch or funasr import: models.py uses this module.
+to download and where to put it. No torch or funasr import: models/registry.py uses this module.
 
 A cached copy is checked before it is used: a directory with config.yaml but no model.pt is
 incomplete, and a model.pt in torch's zip format that is cut short is damaged; either is a
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from tingxie.errors import ModelNotFoundError
+from tingxie.models.cache_dir import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ def model_id(name: str) -> str | None:
 
 
 def cache_root() -> Path:
-    from tingxie.models.registry import cache_dir
 
     return cache_dir() / "models"
 

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from tingxie.errors import ModelNotFoundError
+from tingxie.models.cache_dir import cache_dir
 
 # The names faster-whisper accepts, to the repos it downloads them from (faster_whisper.utils).
 WHISPER_MODELS = {
@@ -179,6 +180,5 @@ def blob_matches(file: Path) -> bool:
 
 
 def _verified_dir() -> Path:
-    from tingxie.models.registry import cache_dir
 
     return cache_dir() / "verified-blobs"

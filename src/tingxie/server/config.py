@@ -10,7 +10,7 @@ from tingxie.errors import OptionError
 
 
 def default_db_path() -> Path:
-    from tingxie.models.registry import cache_dir
+    from tingxie.models.cache_dir import cache_dir
 
     return cache_dir() / "server" / "tingxie-server.db"
 

@@ -78,7 +78,7 @@ def export_dir(model_dir: Path, checkpoint: Path) -> Path:
     """The cache folder of a model's exported parts: one per checkpoint and library versions."""
     import onnxruntime
 
-    from tingxie.models.registry import cache_dir
+    from tingxie.models.cache_dir import cache_dir
 
     stat = Path(checkpoint).stat()
     identity = json.dumps([str(Path(checkpoint).resolve()), stat.st_size, stat.st_mtime_ns, EXPORT_VERSION,
