@@ -52,6 +52,9 @@ class JobSnapshot:
     wall_s: float
     batches: int
     oom_retries: int
+    # a live job's memory budget (service._memory_view): the user's budget, the working budget
+    # now, its lowest, shrinks, decoded audio held and reserved; None once it is only a stored row
+    memory: dict | None = None
 
     def view(self) -> dict:
         """The JSON shape of GET /v1/jobs/{id}."""
@@ -65,6 +68,6 @@ class JobSnapshot:
             "progress": {"audio_done_s": round(done, 3), "audio_total_s": total and round(total, 3),
                          "fraction": round(fraction, 4), "segments_done": self.segments_done},
             "speed": round(self.speed, 3), "peak_memory_bytes": self.peak_memory_bytes, "wall_s": round(self.wall_s, 3),
-            "batches": self.batches, "oom_retries": self.oom_retries,
+            "batches": self.batches, "oom_retries": self.oom_retries, "memory": self.memory,
             "error": {"message": self.error, "status": self.error_status} if self.error else None,
         }

@@ -22,3 +22,12 @@ def upload_error(limit_bytes: int) -> ApiError:
 def queue_full_error(retry_after_s: int, limit: int) -> ApiError:
     return ApiError(429, f"the server is busy: {limit} requests and jobs are already queued; retry later",
                     code="queue_full", headers={"Retry-After": str(retry_after_s)})
+
+
+def memory_full_error(retry_after_s: int, figures, reserve_bytes: int) -> ApiError:
+    """figures: the server's memory_account.MemoryFigures when the request was refused."""
+    return ApiError(429, f"the server is busy: its memory budget of {format_bytes(figures.budget)} holds the loaded "
+                         f"models and a batch ({format_bytes(figures.models + figures.batch)}) and the decoded audio of "
+                         f"the requests and jobs already admitted ({format_bytes(figures.reserved)}); this one may "
+                         f"need {format_bytes(reserve_bytes)} more; retry later",
+                    code="memory_full", headers={"Retry-After": str(retry_after_s)})

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import uvicorn
 
 from tingxie.engine.pipeline import Transcriber
+from tingxie.memory.cpu import limit_malloc_arenas
 from tingxie.server.app import create_app
 from tingxie.server.config import ServerConfig
 from tingxie.server.retention import Retention
@@ -24,6 +25,7 @@ Mount = Callable[[object, TranscriptionService], None]  # adds routes to the Fas
 
 
 def build(transcriber: Transcriber, config: ServerConfig, mount: Mount | None = None) -> tuple[object, TranscriptionService]:
+    limit_malloc_arenas()  # before the server's threads exist: their freed memory comes back (issue 20)
     metrics = Metrics()
     service = TranscriptionService(transcriber, config, metrics)
     _register(metrics, service)
@@ -49,6 +51,7 @@ def _register(metrics: Metrics, service: TranscriptionService) -> None:
     metrics.gauge("tingxie_speed", "Audio seconds transcribed per second of backend time.", speed)
     metrics.gauge("tingxie_memory_peak_bytes", "Peak resident memory of the server process.", peak_rss_bytes)
     metrics.gauge("tingxie_memory_resident_bytes", "Resident memory of the server process now.", current_rss_bytes)
+    _register_budget(metrics, service)
     metrics.counter("tingxie_oom_retries_total", "Batches split and retried after running out of memory.")
     metrics.counter("tingxie_batches_total", "Batches run on the backend.")
     metrics.histogram("tingxie_batch_size", "Segments per batch.", BATCH_BUCKETS)
@@ -60,6 +63,38 @@ def _register(metrics: Metrics, service: TranscriptionService) -> None:
     for name in ("tingxie_oom_retries_total", "tingxie_batches_total", "tingxie_busy_seconds_total",
                  "tingxie_audio_seconds_done_total"):
         metrics.inc(name, 0)  # present from the first scrape
+
+
+def _register_budget(metrics: Metrics, service: TranscriptionService) -> None:
+    """The memory budget (issue 19): the user's, the working one the adaptive planner last used,
+    its shrinks, and the account admission reads (loaded models, decoded audio held and reserved)."""
+    def figure(part):
+        def read() -> float:
+            figures = service.memory_figures()
+            return float(part(figures)) if figures is not None else 0.0
+        return read
+
+    def planners():
+        return [engine.transcriber.memory for engine in list(service.models.engines.values())
+                if engine.transcriber.memory is not None]
+
+    def working() -> float:
+        planned = [planner.trace.planned for planner in planners() if planner.trace.planned is not None]
+        return float(min(planned, default=0))
+
+    metrics.gauge("tingxie_memory_budget_bytes", "The memory budget the server was given (or its default), bytes.",
+                  lambda: float(service.models.memory.total_budget_bytes) if service.models.memory else 0.0)
+    metrics.gauge("tingxie_memory_working_budget_bytes", "Memory the last batch was planned with: the budget "
+                  "less what is resident, or less when the device has less free (adaptive).", working)
+    metrics.gauge("tingxie_memory_budget_shrinks", "Times the working budget of a loaded model fell below what "
+                  "the budget allows, because the device had less free.",
+                  lambda: float(sum(planner.trace.shrinks for planner in planners())))
+    metrics.gauge("tingxie_memory_models_bytes", "Loaded models and runtime, as the admission account counts them.",
+                  figure(lambda f: f.models))
+    metrics.gauge("tingxie_memory_decoded_audio_bytes", "Decoded audio held by admitted requests and jobs.",
+                  figure(lambda f: f.audio_held))
+    metrics.gauge("tingxie_memory_reserved_bytes", "Decoded audio admitted requests and jobs may hold at most "
+                  "(reserved at admission).", figure(lambda f: f.reserved))
 
 
 def serve(transcriber: Transcriber, config: ServerConfig, host: str, port: int, log_level: str = "info",

@@ -17,7 +17,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 from tingxie.backends.base import Backend
 from tingxie.errors import OutOfMemoryError
@@ -26,6 +26,7 @@ from tingxie.memory.planning import MemoryPlanner
 from tingxie.engine.batching import constraint_for
 from tingxie.options import BatchOptions, DecodeOptions
 from tingxie.planner import longest_prefix
+from tingxie.planner.memory_model import min_budget
 from tingxie.memory.resources import peak_rss_bytes
 from tingxie.segments import AudioSegment, SegmentResult
 from tingxie.server.api_errors import ApiError
@@ -50,7 +51,7 @@ class Scheduler:
     def __init__(self, backend: Backend, memory: MemoryPlanner | None, batch: BatchOptions, sink: Sink,
                  metrics: Metrics, *, max_active: int = 0, queued_per_work: int = 0,
                  quantum_s: float | None = None, cond: threading.Condition | None = None,
-                 run_lock: threading.Lock | None = None):
+                 run_lock: threading.Lock | None = None, unfilled_reserve: Callable[[], int] = lambda: 0):
         # cond and run_lock are shared by the schedulers of several models (models_on_demand.py):
         # one lock over every work, and one batch at a time in the process (one memory budget).
         self.backend = backend
@@ -67,6 +68,10 @@ class Scheduler:
         # words punctuated into sentences); a backend without that stage keeps its pieces.
         self._segment_text = backend.segment_text
         self.executor.after_batch = memory.after_batch if memory else None  # the allocator's cache back between batches
+        # decoded audio admitted works may still add (memory_account.py): batches leave it free
+        self.unfilled_reserve = unfilled_reserve
+        self._planned: int | None = None  # the working budget the last plan was made with
+        self._batch_budget: int | None = None  # ... and the one of the batch running
         self.cond = cond or threading.Condition()
         self.run_lock = run_lock or threading.Lock()
         self.works: list[Work] = []  # not yet terminal, in admission order
@@ -156,17 +161,22 @@ class Scheduler:
     def _loop(self) -> None:
         while True:
             with self.cond:
+                shrinks = self.memory.trace.shrinks if self.memory else 0  # before this batch's plan
                 picked = self._pick()
                 while not picked:
                     if self._stopping:
                         return
                     self.cond.wait()
+                    shrinks = self.memory.trace.shrinks if self.memory else 0
                     picked = self._pick()
                 now = time.time()
                 for work in {w for w, _ in picked}:
                     if work.state == "queued":
                         work.state, work.started_at = "running", now
+                    if work.shrinks_before is None:
+                        work.shrinks_before = shrinks
                 taken = {work: work.take(count) for work, count in Counter(w for w, _ in picked).items()}
+                self._batch_budget = self._planned
                 self.cond.notify_all()  # room for producers waiting to queue more
             try:
                 with self.run_lock:
@@ -205,6 +215,10 @@ class Scheduler:
                 model, budget = self.memory.model, self.memory.working_budget()
             except OutOfMemoryError:
                 return 1  # the resident set fills the budget: one at a time, OOM retries if need be
+            # admitted works' audio still to come keeps its room; one item of the longest length
+            # always may run (admission kept room for it)
+            budget = max(budget - self.unfilled_reserve(), min(budget, min_budget(self.backend.shape, model)))
+        self._planned = budget
         constraint = constraint_for(self.backend.shape, self.batch, memory_model=model, working_budget_bytes=budget,
                                     ceiling=self.executor.ceiling)
         return longest_prefix(constraint, [segment.duration for _, segment in candidates])
@@ -267,24 +281,37 @@ class Scheduler:
         done: list[Work] = []
         with self.cond:
             peak = peak_rss_bytes()
+            planned = self._batch_budget
             for work, segments in taken.items():
                 if work.terminal or work in failures:
                     continue  # cancelled while its batch ran: the results are dropped
                 before = work.audio_done_s()
                 for segment in segments:
                     work.in_flight.pop(segment.index, None)
+                    work.in_flight_audio_bytes -= segment.samples.nbytes
                     work.served_s += self._cost(segment)
                 for record in finished[work]:
                     work.finished[record.index] = record
                 work.batches += 1
                 work.oom_retries += oom_retries  # a split batch held this work's segments
                 work.peak_memory_bytes = max(work.peak_memory_bytes, peak)
+                self._note_budget(work, planned)
                 if work.complete and work.settle("succeeded"):
                     self.works.remove(work)
                     done.append(work)
                 self.metrics.inc("tingxie_audio_seconds_done_total", max(0.0, work.audio_done_s() - before))
             self.cond.notify_all()
         return done
+
+
+    def _note_budget(self, work: Work, planned: int | None) -> None:
+        """The adaptive budget as this work saw it (its job status)."""
+        if self.memory is None:
+            return
+        if planned is not None:
+            lowest = work.lowest_batch_memory_bytes
+            work.lowest_batch_memory_bytes = planned if lowest is None else min(lowest, planned)
+        work.budget_shrinks = self.memory.trace.shrinks - (work.shrinks_before or 0)
 
 
 def _api_error(error: Exception) -> ApiError:

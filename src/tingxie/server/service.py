@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from tingxie.engine.pipeline import Transcriber
+from tingxie.memory.cpu import release_freed_memory
 from tingxie.memory.resources import peak_rss_bytes
 from tingxie.options import DecodeOptions, VadOptions
 from tingxie.segments import RunStats, Transcript
@@ -23,7 +24,8 @@ from tingxie.server.form import remove_quietly
 from tingxie.server.formats import build_transcript
 from tingxie.server.health import StorageHealth, is_storage_error, storage_unavailable
 from tingxie.server.job_view import JobSnapshot, record_view, stored_transcript
-from tingxie.server.limits import queue_full_error
+from tingxie.server.limits import memory_full_error, queue_full_error
+from tingxie.server.memory_account import BYTES_PER_AUDIO_S, MemoryAccount, audio_held_bytes, batch_floor, decoded_audio_bound
 from tingxie.server.metrics import Metrics
 from tingxie.server.models_on_demand import Engine, ModelPool
 from tingxie.server.producer import start_producer
@@ -47,7 +49,8 @@ class TranscriptionService:
         def make_scheduler(loaded: Transcriber) -> Scheduler:
             return Scheduler(loaded.backend, loaded.memory, loaded.options.batch, self, metrics,
                              max_active=config.max_active, queued_per_work=config.queued_segments_per_job,
-                             quantum_s=config.fairness_quantum_s, cond=cond, run_lock=run_lock)
+                             quantum_s=config.fairness_quantum_s, cond=cond, run_lock=run_lock,
+                             unfilled_reserve=self._unfilled_reserve)
 
         # The models it serves: the one it started with, more loaded on demand (models_on_demand.py).
         self.models = ModelPool(transcriber, make_scheduler, servable=(*config.models, *config.preload),
@@ -63,6 +66,10 @@ class TranscriptionService:
                                     self.store.probe)
         self.health.recovery_hooks.append(self._write_unwritten)
         self._unwritten: dict[str, tuple[Work, dict]] = {}
+        # loaded models + one batch + the decoded audio of admitted works, against the budget
+        self.memory = MemoryAccount(lambda: self.models.memory, lambda: list(self.live.values()),
+                                    lambda: max((batch_floor(e.scheduler.backend.shape, e.transcriber.memory)
+                                                 for e in list(self.models.engines.values())), default=0))
 
     @property
     def model_name(self) -> str:
@@ -122,8 +129,8 @@ class TranscriptionService:
         return request_decode(options, loaded.options.decode, loaded.backend), request_vad(options, loaded)
 
     def check_room(self) -> None:
-        """429 when the queue is full, 503 while storage cannot be written: before an upload
-        touches the disk, and again at submit."""
+        """429 when the queue is full or the memory budget is (memory_account.py), 503 while
+        storage cannot be written: before an upload touches the disk, and again at submit."""
         problem = self.health.reason()
         if problem is not None:
             self.metrics.inc("tingxie_rejected_total", reason="storage")
@@ -131,6 +138,27 @@ class TranscriptionService:
         if len(self.live) >= self.config.max_queue:
             self.metrics.inc("tingxie_rejected_total", reason="queue_full")
             raise queue_full_error(self._retry_after_s(), self.config.max_queue)
+        self._check_memory(BYTES_PER_AUDIO_S)  # its length is not known yet: at least one second of audio
+
+    def _check_memory(self, reserve_bytes: int, work: Work | None = None) -> None:
+        """429 when the budget cannot hold what a new work may decode beside everything admitted;
+        with a work, its reservation is made at once (under the same locks as the check)."""
+        with self.cond:  # every work's fields are under it; check and reservation are one step
+            fits, figures = self.memory.room_for(reserve_bytes)
+            if fits and work is not None:
+                work.reserve_bytes = reserve_bytes
+        if not fits:
+            self.metrics.inc("tingxie_rejected_total", reason="memory_full")
+            raise memory_full_error(self._retry_after_s(), figures, reserve_bytes)
+
+    def _unfilled_reserve(self) -> int:
+        """Called by the schedulers under the shared lock."""
+        return sum(max(0, work.reserve_bytes - audio_held_bytes(work)) for work in list(self.live.values()))
+
+    def memory_figures(self):
+        """The account now (None without a budget): /metrics."""
+        with self.cond:
+            return self.memory.figures()
 
     def submit(self, job_id: str, options: RequestOptions, upload: Path, total_s: float | None, *,
                durable: bool) -> Work:
@@ -142,6 +170,8 @@ class TranscriptionService:
             # Its model, loaded if need be (perhaps waiting for room: never under the lock its
             # running works take to end); a 400 if the model cannot honour the options.
             self._bind(work)
+            scheduler = work.engine.scheduler
+            self._check_memory(decoded_audio_bound(scheduler.backend.shape, scheduler.queued_per_work, total_s), work)
             if durable:
                 try:
                     self.store.create(job_id, options.to_json(), str(upload), total_s, work.created_at)
@@ -265,6 +295,9 @@ class TranscriptionService:
         remove_quietly(work.upload)
         with self._lock:
             self.live.pop(work.id, None)
+            idle = not self.live
+        if idle:  # what the producers' and handlers' threads freed goes back to the system (issue 20)
+            release_freed_memory()
         self.metrics.inc("tingxie_finished_total", state=work.state, kind="job" if work.durable else "request")
         log.info("finished", extra={"fields": {
             "id": work.id, "state": work.state, "audio_s": work.total_s, "wall_s": round(work.elapsed_s(), 3),
@@ -277,10 +310,22 @@ class TranscriptionService:
     def transcript(self, work: Work) -> Transcript:
         stats = RunStats(audio_seconds=work.total_s or work.decoded_s, wall_seconds=work.elapsed_s(),
                          peak_rss_bytes=work.peak_memory_bytes, batches=work.batches, segments=len(work.finished),
-                         oom_retries=work.oom_retries)
+                         oom_retries=work.oom_retries, budget_shrinks=work.budget_shrinks,
+                         lowest_batch_memory_bytes=work.lowest_batch_memory_bytes)
         model = work.engine.name if work.engine is not None else self.model_name
         return build_transcript(work.finished.values(), source=work.options.filename, model=model,
                                 stats=stats)
+
+    def _memory_view(self, work: Work) -> dict | None:
+        """The budget as a live work sees it (under the lock): the user's, the working budget the
+        last batch of its model was planned with, the least one of its own batches had, the shrinks
+        since its first batch, and its decoded audio held and reserved."""
+        planner = work.engine.transcriber.memory if work.engine is not None else None
+        if planner is None:
+            return None
+        return {"budget_bytes": planner.total_budget_bytes, "working_budget_bytes": planner.trace.planned,
+                "lowest_working_budget_bytes": work.lowest_batch_memory_bytes, "budget_shrinks": work.budget_shrinks,
+                "decoded_audio_bytes": audio_held_bytes(work), "reserved_audio_bytes": work.reserve_bytes}
 
     def stored_transcript(self, record: JobRecord) -> Transcript:
         return stored_transcript(self.store, record, self.model_name)
@@ -296,6 +341,7 @@ class TranscriptionService:
                     speed=work.speed(), peak_memory_bytes=work.peak_memory_bytes or None,
                     error=work.error and work.error.message, error_status=work.error and work.error.status,
                     wall_s=work.elapsed_s(), batches=work.batches, oom_retries=work.oom_retries,
+                    memory=self._memory_view(work),
                 ).view()
         record = self.store.get(job_id)
         return None if record is None else record_view(record, self.store.count_segments(job_id))

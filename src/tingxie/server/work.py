@@ -74,6 +74,15 @@ class Work:
     batches: int = 0
     oom_retries: int = 0  # splits after out-of-memory in the batches this work was part of
     peak_memory_bytes: int = 0
+    # the memory account (memory_account.py): the most decoded audio it may hold, reserved at
+    # admission, and the samples of its segments in a running batch
+    reserve_bytes: int = 0
+    in_flight_audio_bytes: int = 0
+    # the adaptive budget while it ran: shrinks begun since its first batch, the least memory
+    # one of its batches was planned with
+    shrinks_before: int | None = None
+    budget_shrinks: int = 0
+    lowest_batch_memory_bytes: int | None = None
     error: ApiError | None = None
     done: threading.Event = field(default_factory=threading.Event)
     _callbacks: list = field(default_factory=list)
@@ -110,6 +119,7 @@ class Work:
         taken = [self.pending.popleft() for _ in range(count)]
         for segment in taken:
             self.in_flight[segment.index] = segment.start
+            self.in_flight_audio_bytes += segment.samples.nbytes
         return taken
 
     def add_done_callback(self, callback: Callable[["Work"], None]) -> None:

@@ -1,0 +1,169 @@
+"""The server's memory budget (issue 19): the adaptive budget in the job status and /metrics, and
+admission (429) from an account of the loaded models, one batch and the decoded audio every
+admitted request may hold.
+
+Fake backends on a scripted probe: resident memory is 100 MiB whatever happens and free memory
+is what the test says, so every number below is exact.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from long_audio import english_pieces, joined
+from test_server_helpers import DATA, SlowFakeBackend, flac_bytes, server, uploads_left, wait_for
+from tingxie.engine.pipeline import Transcriber
+from tingxie.memory.planning import MemoryPlanner
+from tingxie.options import BatchOptions, TranscribeOptions
+from tingxie.planner.memory_model import MemoryModel
+from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.server.memory_account import BYTES_PER_AUDIO_S, decoded_audio_bound
+
+MiB = 1024**2
+WINDOW = InputShape(ShapeRule.FIXED_WINDOW, 30.0)
+ONE_WINDOW = MemoryModel(fixed=0.0, per_item_s=1.0 * MiB, per_item_s2=0.0)  # a 30 s window: 30 MiB
+SHORT = (DATA / "ljspeech" / "LJ001-0002.flac").read_bytes()  # 1.9 s: one segment
+
+
+class ScriptedProbe:
+    """Resident 100 MiB; free memory as the test (or the backend, by batch number) sets it."""
+
+    device = "cpu"
+
+    def __init__(self):
+        self.available = 64 * 1024 * MiB
+
+    def current_bytes(self):
+        return 100 * MiB
+
+    def available_bytes(self):
+        return self.available
+
+    def release_cache(self):
+        pass
+
+
+class PressureBackend(SlowFakeBackend):
+    """After batch `at`, another process takes memory: only `left` stays free."""
+
+    def __init__(self, probe, delay_s, at=None, left=None):
+        super().__init__(delay_s)
+        self.probe, self.at, self.left = probe, at, left
+
+    def transcribe_batch(self, batch, decode=None):
+        results = super().transcribe_batch(batch)
+        if len(self.batches) == self.at:
+            self.probe.available = self.left
+        return results
+
+
+def budgeted(probe, budget_mib, backend, max_batch_size=8):
+    memory = MemoryPlanner(ONE_WINDOW, probe, total_budget_bytes=budget_mib * MiB, given=f"{budget_mib}MiB",
+                           shape=WINDOW)
+    return Transcriber(TranscribeOptions(batch=BatchOptions(max_batch_size=max_batch_size)), backend=backend,
+                       memory=memory)
+
+
+@pytest.fixture(scope="module")
+def long_audio_bytes():
+    return flac_bytes(joined(english_pieces(), seed=3))  # 2 min 13 s
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_the_job_status_and_metrics_show_the_budget_shrinking_when_free_memory_goes(tmp_path, long_audio_bytes):
+    probe = ScriptedProbe()
+    # after the 2nd batch only 200 MiB stay free: 70 % of (100 + 200) MiB less the 5 % reserve, less
+    # the 100 MiB resident, leaves 99.5 MiB for batches where the budget allowed 850 MiB
+    backend = PressureBackend(probe, 0.15, at=2, left=200 * MiB)
+    with server(budgeted(probe, 1000, backend, max_batch_size=1), tmp_path) as (url, service), \
+            httpx.Client(base_url=url, timeout=30) as client:
+        job = client.post("/v1/jobs", files={"file": ("talk.flac", long_audio_bytes)}).json()["id"]
+        first = wait_for(lambda: (view := client.get(f"/v1/jobs/{job}").json())["batches"] >= 1 and view)
+        assert first["memory"]["budget_bytes"] == 1000 * MiB
+        assert first["memory"]["working_budget_bytes"] == int(1000 * MiB * 0.95) - 100 * MiB
+        assert first["memory"]["budget_shrinks"] == 0
+        assert first["memory"]["reserved_audio_bytes"] == decoded_audio_bound(WINDOW, 1, 132.7)  # 1 queued: 120 s
+
+        shrunk = wait_for(lambda: (view := client.get(f"/v1/jobs/{job}").json())["memory"] and
+                          view["memory"]["budget_shrinks"] == 1 and view)
+        assert shrunk["state"] == "running"
+        assert shrunk["memory"]["working_budget_bytes"] == int(int(0.7 * 300 * MiB) * 0.95) - 100 * MiB
+        assert shrunk["memory"]["lowest_working_budget_bytes"] <= shrunk["memory"]["working_budget_bytes"]
+        scraped = client.get("/metrics").text
+        assert metric(scraped, "tingxie_memory_budget_bytes") == 1000 * MiB
+        assert metric(scraped, "tingxie_memory_budget_shrinks") == 1
+        assert metric(scraped, "tingxie_memory_working_budget_bytes") == int(int(0.7 * 300 * MiB) * 0.95) - 100 * MiB
+        assert metric(scraped, "tingxie_memory_models_bytes") == 100 * MiB
+        assert metric(scraped, "tingxie_memory_reserved_bytes") == shrunk["memory"]["reserved_audio_bytes"]
+
+        wait_for(lambda: client.get(f"/v1/jobs/{job}").json()["state"] == "succeeded")
+        scraped = client.get("/metrics").text
+        assert metric(scraped, "tingxie_memory_reserved_bytes") == 0  # nothing admitted holds any
+        assert metric(scraped, "tingxie_memory_decoded_audio_bytes") == 0
+
+
+def test_admission_answers_429_when_the_budget_cannot_hold_another_requests_audio(tmp_path, long_audio_bytes):
+    probe = ScriptedProbe()
+    # 160 MiB less 5 % is 152 MiB: models 100 + one batch 30 + each 2 min job's audio reserve
+    # (2 queued + the running + the open span, 30 s each, and the decoder's 30 s chunk: 150 s of
+    # float32) 9.2 MiB: two jobs fit (148.3 MiB), a third does not (157.5), a 1.9 s clip does (0.3)
+    reserve = decoded_audio_bound(WINDOW, 2, 132.7)
+    assert reserve == 150 * BYTES_PER_AUDIO_S
+    backend = SlowFakeBackend(0.3)
+    with server(budgeted(probe, 160, backend, max_batch_size=1), tmp_path, queued_segments_per_job=2) \
+            as (url, service), httpx.Client(base_url=url, timeout=60) as client:
+        jobs = [client.post("/v1/jobs", files={"file": (f"talk{n}.flac", long_audio_bytes)}) for n in range(2)]
+        assert [job.status_code for job in jobs] == [202, 202]
+        refused = client.post("/v1/jobs", files={"file": ("talk2.flac", long_audio_bytes)})
+        assert refused.status_code == 429
+        error = refused.json()["error"]
+        assert error["code"] == "memory_full" and error["type"] == "rate_limit_error"
+        assert "152.0 MiB" in error["message"] and "18.3 MiB" in error["message"]  # the budget, two reserves
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert len(uploads_left(tmp_path)) == 2  # the refused upload is not kept
+
+        short = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", SHORT)})  # a small one still fits
+        assert short.status_code == 200 and short.json()["text"]
+
+        ids = [job.json()["id"] for job in jobs]  # the admitted jobs are never starved: both finish
+        for job_id in ids:
+            wait_for(lambda job_id=job_id: client.get(f"/v1/jobs/{job_id}").json()["state"] == "succeeded", 120)
+        assert service.metrics.value("tingxie_rejected_total", reason="memory_full") == 1
+        again = client.post("/v1/jobs", files={"file": ("talk3.flac", long_audio_bytes)})
+        assert again.status_code == 202  # room came back with them
+
+
+def test_batches_leave_the_admitted_works_unfilled_reserve_free(tmp_path, long_audio_bytes):
+    """Under a budget that holds 3 windows beside the resident set, the decoded audio the admitted
+    jobs may still queue keeps its room: batches are planned with less, never below one window."""
+    probe = ScriptedProbe()
+    backend = SlowFakeBackend(0.1)
+    with server(budgeted(probe, 200, backend), tmp_path, queued_segments_per_job=2) as (url, service), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        barrier = threading.Barrier(3)
+        answers = []
+
+        def post():
+            barrier.wait()
+            answers.append(client.post("/v1/audio/transcriptions", files={"file": ("talk.flac", long_audio_bytes)}))
+
+        threads = [threading.Thread(target=post) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert len({a.json()["text"] for a in answers}) == 1
+        # 190 - 100 MiB resident leaves 90 MiB: 3 windows with nothing reserved; the three
+        # requests' unfilled reserves (up to 3 x 9.2 MiB) leave room for 2
+        assert max(len(batch) for batch in backend.batches) == 2
+        assert metric(client.get("/metrics").text, "tingxie_memory_reserved_bytes") == 0
