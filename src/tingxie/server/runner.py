@@ -33,6 +33,7 @@ def build(transcriber: Transcriber, config: ServerConfig, mount: Mount | None = 
         retention = Retention(service.store, config.keep_jobs)
         retention.start()
         service.stop_hooks.append(retention.stop)
+        service.finished_hooks.append(retention.poke)
     return create_app(service, config, metrics, mount), service
 
 

@@ -60,6 +60,7 @@ class TranscriptionService:
         self._seq = itertools.count()
         self._stopped = False
         self.stop_hooks: list = []  # called first on stop (the web page's own runner)
+        self.finished_hooks: list = []  # called when a job's final state is written (retention)
         # Storage that cannot be written is a state (health.py): final states that could not be
         # written wait here, shown from memory, and are written once the storage recovers.
         self.health = StorageHealth({"job database": Path(config.db_path).parent, "upload folder": config.uploads},
@@ -298,6 +299,9 @@ class TranscriptionService:
             idle = not self.live
         if idle:  # what the producers' and handlers' threads freed goes back to the system (issue 20)
             release_freed_memory()
+        if work.durable:
+            for hook in self.finished_hooks:
+                hook()
         self.metrics.inc("tingxie_finished_total", state=work.state, kind="job" if work.durable else "request")
         log.info("finished", extra={"fields": {
             "id": work.id, "state": work.state, "audio_s": work.total_s, "wall_s": round(work.elapsed_s(), 3),
