@@ -142,8 +142,8 @@ def test_txt_alone_skips_the_word_alignment_and_keeps_the_text(jfk_outputs, data
     from tingxie.backends.whisper import backend as whisper
 
     calls = []
-    real_align = whisper.align_words
-    monkeypatch.setattr(whisper, "align_words", lambda *a, **k: calls.append(1) or real_align(*a, **k))
+    real_align = whisper.align
+    monkeypatch.setattr(whisper, "align", lambda *a, **k: calls.append(1) or real_align(*a, **k))
     txt_only = tmp_path / "txt"
     assert main(["transcribe", str(data_dir / "jfk.flac"), "-o", str(txt_only), "-f", "txt", *TINY]) == 0
     assert calls == []

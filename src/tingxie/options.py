@@ -61,6 +61,9 @@ class DecodeOptions:
     compression_ratio_threshold: float | None = 2.4  # above: a loop, decoded again (None: no test)
     log_prob_threshold: float | None = -1.0  # mean token log-probability below: a guess, decoded again
     no_speech_threshold: float | None = 0.6  # no-speech probability above, with a guess: silence, dropped
+    # each token of the text with its log-probability (a server request's include[]=logprobs;
+    # Whisper: one align pass more, as word times take); only where Backend.token_logprobs
+    token_logprobs: bool = False
 
     def __post_init__(self) -> None:
         _require(self.task in TASKS, f"--task must be one of {', '.join(TASKS)}, not {self.task!r}")

@@ -100,6 +100,19 @@ def piece_from_json(record: list) -> TextSegment:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One decoded token and its log-probability under the model (Whisper: the align pass's,
+    given the audio and the text before it). The raw bytes: a token may end inside a character."""
+
+    bytes: bytes
+    logprob: float
+
+    @property
+    def token(self) -> str:
+        return self.bytes.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
 class SegmentResult:
     """What a backend returns for one AudioSegment: its index and the text pieces in it."""
 
@@ -108,6 +121,7 @@ class SegmentResult:
     language: str | None = None
     tokens: tuple[int, ...] = ()
     words: tuple[TextSegment, ...] = ()  # timed words, when the backend aligns them (Whisper with timestamps)
+    logprobs: tuple[TokenLogprob, ...] = ()  # its text's tokens, when asked for (DecodeOptions.token_logprobs)
 
 
 @dataclass

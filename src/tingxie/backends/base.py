@@ -89,6 +89,9 @@ class Backend:
     # temperature), so a server batches requests with different ones separately; False: the
     # options it was loaded with are the only ones it can decode with.
     per_batch_decode: bool = False
+    # True: with DecodeOptions.token_logprobs, its results carry each token of the text and
+    # its log-probability (SegmentResult.logprobs); False: it has none to give.
+    token_logprobs: bool = False
 
     # --- where it runs (the memory profile's key and the batch cap depend on these) -------
     model_path: Path | None = None  # its weights on disk; None: nothing to profile (no memory model)

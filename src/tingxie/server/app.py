@@ -26,6 +26,7 @@ from tingxie.server.form import read_request, remove_quietly, save_upload
 from tingxie.server.events import text_events
 from tingxie.server.formats import RESPONSE_FORMATS, render, words_of
 from tingxie.server.guard import Guard
+from tingxie.server.logprobs import logprob_entries
 from tingxie.server.limits import duration_error
 from tingxie.server.metrics import Metrics
 from tingxie.server.service import TranscriptionService
@@ -118,7 +119,8 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
         segments = await run_in_threadpool(service.store.segments, job_id)
         body, media_type = render(transcript, fmt, duration_s=record.audio_total_s or 0.0,
                                   temperature=_temperature(options, service), task=options.task,
-                                  granularities=options.timestamp_granularities, words=words_of(segments))
+                                  granularities=options.timestamp_granularities, words=words_of(segments),
+                                  logprobs=logprob_entries(s.result for s in segments) if options.logprobs else None)
         return Response(body, media_type=media_type)
 
     @app.delete("/v1/jobs/{job_id}")
@@ -154,7 +156,8 @@ async def _answer(request: Request, service: TranscriptionService, config: Serve
     options = work.options
     body, media_type = render(service.transcript(work), options.response_format, duration_s=work.total_s or 0.0,
                               temperature=_temperature(options, service), task=options.task,
-                              granularities=options.timestamp_granularities, words=words_of(work.finished.values()))
+                              granularities=options.timestamp_granularities, words=words_of(work.finished.values()),
+                              logprobs=logprob_entries(s.result for s in work.results()) if options.logprobs else None)
     return Response(body, media_type=media_type)
 
 

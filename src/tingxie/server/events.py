@@ -4,7 +4,8 @@ Each event is one `data:` line of JSON: `transcript.text.delta` with the text th
 finished segments add (only the leading run of finished segments counts: text leaves in time
 order), then `transcript.text.done` with the whole text and the usage. The deltas join to
 exactly the non-streamed text: that text joins the pieces in order, and joining more pieces
-only appends to it. A failed request ends with OpenAI's error object; a client that hangs up
+only appends to it. With include[]=logprobs each delta carries its tokens' log-probabilities
+(logprobs.py) and the done event all of them. A failed request ends with OpenAI's error object; a client that hangs up
 cancels its work.
 """
 
@@ -17,19 +18,19 @@ from typing import AsyncIterator
 from tingxie.segments import join_texts
 from tingxie.server.api_errors import ApiError
 from tingxie.server.formats import usage
+from tingxie.server.logprobs import logprob_entries
 from tingxie.server.work import Work
 
 POLL_S = 0.1  # how often the stream looks for finished segments (batches take longer)
 
 
-def leading_text(work: Work) -> str:
-    """The text of the finished segments that no unfinished one precedes (call under the
-    scheduler's lock). Segments are produced in index order, so any not yet produced come after
-    every one queued or running."""
+def leading_results(work: Work) -> list:
+    """The results of the finished segments that no unfinished one precedes, in order (call
+    under the scheduler's lock). Segments are produced in index order, so any not yet produced
+    come after every one queued or running."""
     open_indices = [segment.index for segment in work.pending] + list(work.in_flight)
     first_open = min(open_indices, default=None)
-    ready = sorted(i for i in work.finished if first_open is None or i < first_open)
-    return join_texts(piece.text for i in ready for piece in work.finished[i].result.pieces)
+    return [work.finished[i].result for i in sorted(work.finished) if first_open is None or i < first_open]
 
 
 async def text_events(work: Work, lock, cancel) -> AsyncIterator[bytes]:
@@ -38,14 +39,19 @@ async def text_events(work: Work, lock, cancel) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     ended = asyncio.Event()
     work.add_done_callback(lambda _: loop.call_soon_threadsafe(ended.set))
-    sent = ""
+    sent, sent_logprobs = "", []
     try:
         while True:
             with lock:
-                terminal, text = work.terminal, leading_text(work)
+                terminal, ready = work.terminal, leading_results(work)
+            text = join_texts(piece.text for result in ready for piece in result.pieces)
             if work.state == "succeeded" or not terminal:
                 if len(text) > len(sent):
-                    yield _event({"type": "transcript.text.delta", "delta": text[len(sent):]})
+                    delta = {"type": "transcript.text.delta", "delta": text[len(sent):]}
+                    if work.options.logprobs:  # include[]=logprobs: the new text's tokens
+                        logprobs = logprob_entries(ready)
+                        delta["logprobs"], sent_logprobs = logprobs[len(sent_logprobs):], logprobs
+                    yield _event(delta)
                     sent = text
             if terminal:
                 break
@@ -54,8 +60,8 @@ async def text_events(work: Work, lock, cancel) -> AsyncIterator[bytes]:
             except asyncio.TimeoutError:
                 pass
         if work.state == "succeeded":
-            yield _event({"type": "transcript.text.done", "text": sent,
-                          "usage": usage(work.total_s or work.decoded_s)})
+            yield _event({"type": "transcript.text.done", "text": sent, "usage": usage(work.total_s or work.decoded_s)}
+                         | ({"logprobs": sent_logprobs} if work.options.logprobs else {}))
         else:
             error = work.error or ApiError(499, "the request was cancelled", code="cancelled")
             yield _event(error.body())

@@ -27,6 +27,7 @@ from tingxie.server.work import RequestOptions
 GRANULARITIES = ("segment", "word")
 STREAMED_FORMATS = ("json", "text")  # a stream is text deltas; subtitles and segments come whole
 VAD_SETTINGS = ("threshold", "prefix_padding_ms", "silence_duration_ms")  # server_vad's, OpenAI's names
+INCLUDABLE = ("logprobs",)  # include[]: each token of the text with its log-probability (json)
 
 
 async def read_request(request: Request, max_upload_bytes: int, task: str = "transcribe",
@@ -73,9 +74,13 @@ def _options(form, upload: UploadFile, task: str) -> RequestOptions:
         raise bad_request(f"stream=true answers {' or '.join(STREAMED_FORMATS)}, not response_format "
                           f"{response_format!r}", param="stream")
     include = tuple(str(item) for item in form.getlist("include[]") + form.getlist("include"))
-    if include:
-        raise bad_request(f"include: {include[0]!r} is not available from this server (no log-probabilities are "
-                          f"kept)", param="include[]")
+    for item in include:
+        if item not in INCLUDABLE:
+            raise bad_request(f"include: {item!r} is not one of {', '.join(INCLUDABLE)}", param="include[]")
+    logprobs = "logprobs" in include
+    if logprobs and response_format != "json":  # as OpenAI: the other formats have no place for them
+        raise bad_request(f"include logprobs needs response_format json, not {response_format!r}",
+                          param="include[]")
     return RequestOptions(
         filename=_display_name(upload.filename),
         model=_text(form, "model") or "",
@@ -87,6 +92,7 @@ def _options(form, upload: UploadFile, task: str) -> RequestOptions:
         task=task,
         stream=stream,
         chunking_strategy=None if translating else _chunking_strategy(form),
+        logprobs=logprobs,
     )
 
 

@@ -43,11 +43,13 @@ def usage(duration_s: float) -> dict:
 
 
 def render(transcript: Transcript, fmt: str, *, duration_s: float, temperature: float, task: str = "transcribe",
-           granularities: tuple[str, ...] = (), words: list[TextSegment] = ()) -> tuple[str, str]:
+           granularities: tuple[str, ...] = (), words: list[TextSegment] = (),
+           logprobs: list[dict] | None = None) -> tuple[str, str]:
     """(body, media type) of a finished transcription in one of RESPONSE_FORMATS. verbose_json
     has its segments unless only word granularity was asked, and its words when it was."""
     if fmt == "json":
-        body = json.dumps({"text": transcript.text, "usage": usage(duration_s)}, ensure_ascii=False)
+        body = json.dumps({"text": transcript.text, "usage": usage(duration_s)}
+                          | ({"logprobs": logprobs} if logprobs is not None else {}), ensure_ascii=False)
     elif fmt == "text":
         body = transcript.text + "\n"
     elif fmt in ("srt", "vtt"):

@@ -23,6 +23,9 @@ def request_decode(options: RequestOptions, loaded: DecodeOptions, backend: Back
     decoding guards fail; another is decoded at that temperature only); None where the backend decodes only with the options it was loaded with (then
     the request must ask for those)."""
     english_only = not backend.multilingual
+    if options.logprobs and not backend.token_logprobs:
+        raise bad_request(f"include logprobs: model {backend.name!r} gives no token log-probabilities; "
+                          "ask a Whisper model or leave include out", param="include[]", code="unsupported_include")
     if options.task == "translate" and english_only:
         raise bad_request(f"model {backend.name!r} is English-only: it cannot translate; ask a multilingual model",
                           param="model", code="unsupported_task")
@@ -37,7 +40,8 @@ def request_decode(options: RequestOptions, loaded: DecodeOptions, backend: Back
             loaded, language=language, task=options.task,
             initial_prompt=options.prompt if options.prompt is not None else loaded.initial_prompt,
             temperature=loaded.temperature if not options.temperature else options.temperature,
-            timestamps=loaded.timestamps or "word" in options.timestamp_granularities)
+            timestamps=loaded.timestamps or "word" in options.timestamp_granularities,
+            token_logprobs=options.logprobs)
     except OptionError as error:
         raise bad_request(str(error).replace("--", ""), param="language") from None
     if backend.per_batch_decode:

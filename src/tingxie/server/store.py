@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from tingxie.segments import SegmentResult, piece_from_json, piece_to_json
+from tingxie.segments import SegmentResult, TokenLogprob, piece_from_json, piece_to_json
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -210,10 +210,14 @@ def _record(row: tuple) -> JobRecord:
 def _result_to_json(result: SegmentResult) -> dict[str, Any]:
     return {"language": result.language, "tokens": list(result.tokens),
             "pieces": [piece_to_json(p) for p in result.pieces],
-            "words": [piece_to_json(w) for w in result.words]}
+            "words": [piece_to_json(w) for w in result.words]} | (
+        # include[]=logprobs: each token as [its bytes in hex, log-probability]
+        {"logprobs": [[t.bytes.hex(), t.logprob] for t in result.logprobs]} if result.logprobs else {})
 
 
 def _result_from_json(index: int, record: dict[str, Any]) -> SegmentResult:
     return SegmentResult(index=index, pieces=tuple(piece_from_json(p) for p in record["pieces"]),
                          language=record["language"], tokens=tuple(record["tokens"]),
-                         words=tuple(piece_from_json(w) for w in record.get("words", ())))
+                         words=tuple(piece_from_json(w) for w in record.get("words", ())),
+                         logprobs=tuple(TokenLogprob(bytes.fromhex(raw), logprob)
+                                        for raw, logprob in record.get("logprobs", ())))

@@ -35,7 +35,8 @@ from tingxie.segments import AudioSegment, SegmentResult, TextSegment
 from tingxie.planner.shapes import InputShape, ShapeRule
 from tingxie.backends.base import Backend, is_out_of_memory, out_of_memory
 from tingxie.backends.whisper.decoding import decode_windows
-from tingxie.backends.whisper.timing import TimedWord, align_words, closes_previous, cues
+from tingxie.backends.whisper.logprobs import TokenBytes, token_logprobs
+from tingxie.backends.whisper.timing import TimedWord, align, align_words, closes_previous, cues
 
 WINDOW_S = 30.0
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
@@ -92,6 +93,7 @@ class WhisperBackend(Backend):
         if decode.language and not self.multilingual and decode.language != "en":
             raise OptionError(f"--language {decode.language}: model {name} is English-only")
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._token_bytes = TokenBytes(self._hf_tokenizer)
         self._features = FeatureExtractor(feature_size=self._model.n_mels)
         base = self._tokenizer(decode.language or "en")
         self._suppress = get_suppressed_tokens(base, [-1])
@@ -123,6 +125,7 @@ class WhisperBackend(Backend):
         return window
 
     per_batch_decode = True  # language, task, prompt and temperature are read per call
+    token_logprobs = True  # from the align pass (logprobs.py)
 
     def transcribe_batch(self, batch: Sequence[AudioSegment], decode: DecodeOptions | None = None) -> list[SegmentResult]:
         decode = decode or self._decode
@@ -163,11 +166,15 @@ class WhisperBackend(Backend):
                                  tokenizers_, decode, max_length=MAX_DECODE_LENGTH,
                                  suppress_tokens=list(self._suppress))
         texts = [window.tokens for window in decoded]
-        timed = self._timed_pieces(batch, encoded, texts, tokenizers_, decode)
+        # One align pass serves word times and token log-probabilities alike; none without either.
+        aligned = self._align(batch, encoded, texts, tokenizers_) if decode.timestamps or decode.token_logprobs else None
+        timed = self._timed_pieces(batch, texts, tokenizers_, aligned if decode.timestamps else None)
+        logprobs = [token_logprobs(aligned[i], texts[i], self._token_bytes) if decode.token_logprobs else ()
+                    for i in range(len(batch))]
         results = [
             SegmentResult(item.index, tuple(dataclasses.replace(p, scores=window.scores) for p in pieces),
-                          language=lang, tokens=tuple(window.tokens), words=words)
-            for item, (pieces, words), lang, window in zip(batch, timed, languages, decoded)
+                          language=lang, tokens=tuple(window.tokens), words=words, logprobs=token_scores)
+            for item, (pieces, words), lang, window, token_scores in zip(batch, timed, languages, decoded, logprobs)
         ]
         for i, (item, text, tokenizer) in enumerate(zip(batch, texts, tokenizers_)):
             if text and _ended_early(item, len(tokenizer.decode(text).split())):
@@ -190,29 +197,37 @@ class WhisperBackend(Backend):
             return packed
         return SegmentResult(item.index, tuple(p for r in alone for p in r.pieces), language=packed.language,
                              tokens=tuple(t for r in alone for t in r.tokens),
-                             words=tuple(w for r in alone for w in r.words))
+                             words=tuple(w for r in alone for w in r.words),
+                             logprobs=tuple(t for r in alone for t in r.logprobs))
 
-    def _timed_pieces(self, batch, encoded, texts, tokenizers_, decode: DecodeOptions):
-        """Each item's (pieces, timed words); words only where timestamps are on."""
-        if not decode.timestamps:
-            return [(_piece(item, 0.0, item.duration, tok.decode(text)), ())
-                    for item, text, tok in zip(batch, texts, tokenizers_)]
-        out: list[tuple[tuple[TextSegment, ...], tuple[TextSegment, ...]]] = [((), ())] * len(batch)
+    def _align(self, batch, encoded, texts, tokenizers_) -> list:
+        """Each item's align result (None for an empty text): one align call per language in
+        the batch, as its start sequence names the language."""
+        out: list = [None] * len(batch)
         frames = [min(len(item.samples) // 160, self._features.nb_max_frames) for item in batch]
-        # One align call per language in the batch: its start sequence names the language.
         for language in dict.fromkeys(tok.language_code for tok in tokenizers_):
             chosen = [i for i, tok in enumerate(tokenizers_) if tok.language_code == language]
             tokenizer = tokenizers_[chosen[0]]
-            words = align_words(self._model, encoded, tokenizer.sot_sequence,
-                                [texts[i] if i in chosen else [] for i in range(len(batch))], frames, tokenizer)
+            results = align(self._model, encoded, tokenizer.sot_sequence,
+                            [texts[i] if i in chosen else [] for i in range(len(batch))], frames, tokenizer.eot)
             for i in chosen:
-                item = batch[i]
-                starts = [at for at, _, _ in item.parts] or [0.0]
-                pieces = tuple(piece for start, end, text in cues(words[i], starts)
-                               for piece in _piece(item, start, end, text))
-                if not pieces and texts[i]:  # no alignment: the window as one piece
-                    pieces = _piece(item, 0.0, item.duration, tokenizer.decode(texts[i]))
-                out[i] = (pieces, _absolute_words(item, words[i]))
+                out[i] = results[i]
+        return out
+
+    def _timed_pieces(self, batch, texts, tokenizers_, aligned):
+        """Each item's (pieces, timed words); words only where aligned (timestamps on)."""
+        if aligned is None:
+            return [(_piece(item, 0.0, item.duration, tok.decode(text)), ())
+                    for item, text, tok in zip(batch, texts, tokenizers_)]
+        out: list[tuple[tuple[TextSegment, ...], tuple[TextSegment, ...]]] = []
+        for item, text, tokenizer, result in zip(batch, texts, tokenizers_, aligned):
+            words = align_words([result], [text], tokenizer)[0]
+            starts = [at for at, _, _ in item.parts] or [0.0]
+            pieces = tuple(piece for start, end, cue_text in cues(words, starts)
+                           for piece in _piece(item, start, end, cue_text))
+            if not pieces and text:  # no alignment: the window as one piece
+                pieces = _piece(item, 0.0, item.duration, tokenizer.decode(text))
+            out.append((pieces, _absolute_words(item, words)))
         return out
 
     def _languages(self, encoded: ctranslate2.StorageView, count: int, decode: DecodeOptions) -> list[str]:

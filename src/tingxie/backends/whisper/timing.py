@@ -40,19 +40,22 @@ class TimedWord:
     probability: float | None = None  # the mean of its tokens' probabilities, where the aligner gives them
 
 
-def align_words(model, encoded, sot_sequence: list[int], texts: Sequence[list[int]], num_frames: Sequence[int],
-                tokenizer) -> list[list[TimedWord]]:
-    """Word times for each item's decoded text tokens (empty texts give no words)."""
-    wanted = [i for i, tokens in enumerate(texts) if tokens]
-    out: list[list[TimedWord]] = [[] for _ in texts]
-    if not wanted:
-        return out
+def align(model, encoded, sot_sequence: list[int], texts: Sequence[list[int]], num_frames: Sequence[int],
+          eot: int) -> list:
+    """One align pass over each item's decoded text tokens: CTranslate2's result (alignment
+    path, each text token's probability) per item, None for an empty text."""
+    if not any(texts):
+        return [None] * len(texts)
     # align takes the whole batch's encoder output; empty texts are aligned on one token and dropped.
-    results = model.align(encoded, sot_sequence, [texts[i] if texts[i] else [tokenizer.eot] for i in range(len(texts))],
+    results = model.align(encoded, sot_sequence, [tokens if tokens else [eot] for tokens in texts],
                           list(num_frames), median_filter_width=7)
-    for i in wanted:
-        out[i] = _words(results[i], texts[i], tokenizer)
-    return out
+    return [result if tokens else None for result, tokens in zip(results, texts)]
+
+
+def align_words(results: Sequence, texts: Sequence[list[int]], tokenizer) -> list[list[TimedWord]]:
+    """Word times for each item's decoded text tokens from its align result (empty texts give no words)."""
+    return [_words(result, tokens, tokenizer) if tokens and result is not None else []
+            for result, tokens in zip(results, texts)]
 
 
 def _words(result, tokens: list[int], tokenizer) -> list[TimedWord]:
