@@ -36,6 +36,7 @@ class RequestOptions:
     stream: bool = False  # answer with server-sent events as segments finish
     # None or "auto": the server's VAD options; else server_vad's threshold, prefix_padding_ms, silence_duration_ms
     chunking_strategy: dict | None = None
+    logprobs: bool = False  # include[]=logprobs: each token of the text with its log-probability
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "timestamp_granularities": list(self.timestamp_granularities)}
