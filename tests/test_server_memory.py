@@ -167,3 +167,21 @@ def test_batches_leave_the_admitted_works_unfilled_reserve_free(tmp_path, long_a
         # requests' unfilled reserves (up to 3 x 9.2 MiB) leave room for 2
         assert max(len(batch) for batch in backend.batches) == 2
         assert metric(client.get("/metrics").text, "tingxie_memory_reserved_bytes") == 0
+
+
+def test_a_real_model_server_shows_its_budget_and_account(tiny_server):
+    """whisper-tiny.en: the budget the planner measured is what /metrics and the job status show,
+    the account counts the loaded model, and nothing is held or reserved once the job is done."""
+    url, service = tiny_server
+    planner = service.models.memory
+    with httpx.Client(base_url=url, timeout=300) as client:
+        job = client.post("/v1/jobs", files={"file": ("jfk.flac", (DATA / "jfk.flac").read_bytes())}).json()
+        assert job["memory"]["budget_bytes"] == planner.total_budget_bytes
+        assert job["memory"]["reserved_audio_bytes"] == decoded_audio_bound(
+            service.scheduler.backend.shape, service.scheduler.queued_per_work, job["progress"]["audio_total_s"])
+        wait_for(lambda: client.get(f"/v1/jobs/{job['id']}").json()["state"] == "succeeded", 300)
+        scraped = client.get("/metrics").text
+    assert metric(scraped, "tingxie_memory_budget_bytes") == planner.total_budget_bytes
+    assert 0 < metric(scraped, "tingxie_memory_working_budget_bytes") < planner.total_budget_bytes
+    assert metric(scraped, "tingxie_memory_models_bytes") > 50 * MiB  # tiny.en's weights and runtime
+    assert metric(scraped, "tingxie_memory_reserved_bytes") == metric(scraped, "tingxie_memory_decoded_audio_bytes") == 0
