@@ -5,6 +5,7 @@ tests/test_server_guard.py; the store's rule alone: test_keep_jobs_expires_finis
 from __future__ import annotations
 
 import httpx
+import numpy as np
 
 from long_audio import english_pieces, joined
 from test_server_helpers import DATA, fake_transcriber, flac_bytes, server, wait_for
@@ -20,7 +21,9 @@ def finished_job(client: httpx.Client, content: bytes, name: str = "a.flac") -> 
 
 
 def test_keep_jobs_by_count_expires_the_oldest_finished_jobs_as_new_ones_finish(tmp_path):
-    long_audio = flac_bytes(joined(english_pieces(), seed=3))  # 2 min 13 s: unfinished while the others run
+    # 9 min (4 x 2 min 13 s) in 0.3 s batches of one segment: unfinished while the short jobs, served
+    # first by least attained service, all finish
+    long_audio = flac_bytes(np.concatenate([joined(english_pieces(), seed=seed) for seed in range(4)]))
     with server(fake_transcriber(0.3, max_batch_size=1), tmp_path, keep_jobs="2") as (url, service), \
             httpx.Client(base_url=url, timeout=30) as client:
         long = client.post("/v1/jobs", files={"file": ("talk.flac", long_audio)}).json()["id"]

@@ -10,7 +10,9 @@ an admitted request is never starved of room for its audio or its batches by a l
 
 Decoded audio is counted from the samples the works hold, not read from RSS; the models'
 share is the resident memory less what is counted, and never less than it was last seen idle
-(a fake probe in tests reports only models; a real RSS includes the audio too).
+(a fake probe in tests reports only models; a real RSS includes the audio too). Audio is
+decoded into host memory: it counts against a CPU budget only (a GPU's budget is the GPU's
+memory, where only batches go).
 """
 
 from __future__ import annotations
@@ -85,15 +87,24 @@ class MemoryAccount:
         resident = planner.probe.current_bytes()
         if not works:
             self._idle_models = resident  # nothing decoded is held: all of it is models and runtime
-        models = max(self._idle_models, resident - held)
+        models = max(self._idle_models, resident - held if _on_host(planner) else resident)
         return MemoryFigures(budget=int(planner.total_budget_bytes * (1 - RESERVE_FRACTION)), models=models,
                              batch=self._batch_floor(), reserved=sum(work.reserve_bytes for work in works),
                              audio_held=held)
+
+    def reserve_for(self, shape: InputShape, queued_per_work: int, total_s: float | None) -> int:
+        """What a new work reserves: its decoded-audio bound where the budget is host memory."""
+        planner = self._planner()
+        return decoded_audio_bound(shape, queued_per_work, total_s) if planner and _on_host(planner) else 0
 
     def room_for(self, reserve_bytes: int) -> tuple[bool, MemoryFigures | None]:
         """Whether a new work reserving this much fits beside everything admitted."""
         figures = self.figures()
         return figures is None or figures.committed + reserve_bytes <= figures.budget, figures
+
+
+def _on_host(planner: MemoryPlanner) -> bool:
+    return planner.probe.device == "cpu"
 
 
 def batch_floor(shape: InputShape, planner: MemoryPlanner | None) -> int:

@@ -25,7 +25,7 @@ from tingxie.server.formats import build_transcript
 from tingxie.server.health import StorageHealth, is_storage_error, storage_unavailable
 from tingxie.server.job_view import JobSnapshot, record_view, stored_transcript
 from tingxie.server.limits import memory_full_error, queue_full_error
-from tingxie.server.memory_account import BYTES_PER_AUDIO_S, MemoryAccount, audio_held_bytes, batch_floor, decoded_audio_bound
+from tingxie.server.memory_account import BYTES_PER_AUDIO_S, MemoryAccount, audio_held_bytes, batch_floor
 from tingxie.server.metrics import Metrics
 from tingxie.server.models_on_demand import Engine, ModelPool
 from tingxie.server.producer import start_producer
@@ -172,7 +172,7 @@ class TranscriptionService:
             # running works take to end); a 400 if the model cannot honour the options.
             self._bind(work)
             scheduler = work.engine.scheduler
-            self._check_memory(decoded_audio_bound(scheduler.backend.shape, scheduler.queued_per_work, total_s), work)
+            self._check_memory(self.memory.reserve_for(scheduler.backend.shape, scheduler.queued_per_work, total_s), work)
             if durable:
                 try:
                     self.store.create(job_id, options.to_json(), str(upload), total_s, work.created_at)
