@@ -185,3 +185,25 @@ def test_a_real_model_server_shows_its_budget_and_account(tiny_server):
     assert 0 < metric(scraped, "tingxie_memory_working_budget_bytes") < planner.total_budget_bytes
     assert metric(scraped, "tingxie_memory_models_bytes") > 50 * MiB  # tiny.en's weights and runtime
     assert metric(scraped, "tingxie_memory_reserved_bytes") == metric(scraped, "tingxie_memory_decoded_audio_bytes") == 0
+
+
+def test_decoded_audio_counts_against_a_cpu_budget_only():
+    """Audio is decoded into host memory: on a GPU the budget is the GPU's, where only batches go."""
+    from types import SimpleNamespace
+
+    from tingxie.server.memory_account import MemoryAccount
+
+    class GpuProbe(ScriptedProbe):
+        device = "cuda"
+
+    held = SimpleNamespace(pending=[SimpleNamespace(samples=SimpleNamespace(nbytes=5 * MiB))], in_flight_audio_bytes=0,
+                           reserve_bytes=0)
+    # on a CPU the RSS holds the decoded audio: the models' share is the resident 100 MiB less the
+    # 5 MiB counted (never seen idle here); a GPU's memory holds none of it
+    for probe, reserve, models in ((ScriptedProbe(), decoded_audio_bound(WINDOW, 8, None), 95 * MiB),
+                                   (GpuProbe(), 0, 100 * MiB)):
+        planner = MemoryPlanner(ONE_WINDOW, probe, total_budget_bytes=1000 * MiB, shape=WINDOW)
+        account = MemoryAccount(lambda: planner, lambda: [held], lambda: 30 * MiB)
+        assert account.reserve_for(WINDOW, 8, None) == reserve == (21_120_000 if probe.device == "cpu" else 0)
+        figures = account.figures()
+        assert (figures.models, figures.audio_held, figures.batch) == (models, 5 * MiB, 30 * MiB)
