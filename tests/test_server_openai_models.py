@@ -173,3 +173,97 @@ def test_the_two_embedded_models_served_mixed_and_concurrent(tiny_transcriber, d
         assert answers["tiny-jfk"] == answers["tiny-jfk-2"]
         assert any("\u4e00" <= ch <= "\u9fff" for ch in answers["base-zh"])
         assert set(service.models.loaded()) == {"whisper-tiny.en", "whisper-base"}
+
+
+def test_models_loaded_on_demand_keep_the_servers_options(tmp_path, data_dir):
+    """--max-batch-size, the batch, model, decode and VAD flags the server started with hold for
+    every model it loads later, not the defaults (FunASR-style batching: no memory profile to take)."""
+    from tingxie.options import DecodeOptions, ModelOptions, VadOptions
+
+    options = TranscribeOptions(model=ModelOptions(name="whisper-tiny.en", threads=1, replicas=1),
+                                decode=DecodeOptions(beam_size=2), vad=VadOptions(threshold=0.6),
+                                batch=BatchOptions(batch_size_s=60.0, max_batch_size=3))
+    first = Transcriber(options)
+    with server(first, tmp_path, models=("whisper-base",)) as (url, service):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
+        with open(data_dir / "jfk.flac", "rb") as audio:
+            text = client.audio.transcriptions.create(file=audio, model="whisper-base").text
+        assert "ask not what your country" in text.lower()
+        loaded = service.models.engines["whisper-base"].transcriber
+    assert loaded.backend.name == "whisper-base"
+    assert loaded.options.batch.max_batch_size == 3 and loaded.options.batch.batch_size_s == 60.0
+    assert loaded.options.model.threads == 1 and loaded.options.model.replicas == 1
+    assert loaded.options.decode.beam_size == 2 and loaded.options.vad.threshold == 0.6
+    assert loaded.backend.threads == 1
+
+
+@pytest.mark.slow
+def test_whisper_models_in_the_hugging_face_cache_are_listed_and_served(tiny_transcriber, tmp_path, monkeypatch,
+                                                                          data_dir):
+    """tiny.en laid out in an offline Hugging Face cache, as huggingface_hub lays it out: listed
+    by GET /v1/models, loaded on the first request naming it (by name or by repo id)."""
+    from test_models_hub import TINY_REPO, lay_out_hf_cache
+    from tingxie.models.registry import resolve_model
+
+    lay_out_hf_cache(tmp_path / "hf" / "hub", TINY_REPO, resolve_model("whisper-tiny.en").path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with running(tiny_transcriber, ServerConfig(db_path=tmp_path / "jobs.db")) as (url, service):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=900)
+        listed = {m.id: m.loaded for m in client.models.list()}
+        assert listed["tiny.en"] is False and "whisper-tiny.en" in listed
+        with open(data_dir / "jfk.flac", "rb") as audio:
+            text = client.audio.transcriptions.create(file=audio, model="tiny.en").text
+        assert "ask not what your country" in text.lower()
+        with open(data_dir / "jfk.flac", "rb") as audio:
+            by_repo = client.audio.transcriptions.create(file=audio, model=TINY_REPO).text
+        assert by_repo == text
+        assert "tiny.en" in service.models.loaded() and TINY_REPO not in service.models.loaded()
+        assert {m.id: m.loaded for m in client.models.list()}["tiny.en"] is True
+        loaded = service.models.engines["tiny.en"].transcriber
+        assert loaded.backend.model_path.is_relative_to(tmp_path / "hf" / "hub")
+
+
+def test_a_bad_preload_is_one_line_and_exit_2(tmp_path):
+    """An unknown --preload name stops the start with one line naming it (no traceback)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tingxie.cli.main", "serve", "--model", "whisper-tiny.en", "--batch-size-s", "60",
+         "--preload", "whisper-nonexistent", "--port", "0", "--no-ui", "--db", str(tmp_path / "jobs.db")],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tingxie: error: cannot start: --preload whisper-nonexistent:")
+    assert "unknown model 'whisper-nonexistent'" in last
+
+
+def test_a_preload_the_budget_cannot_hold_stops_the_start_naming_the_numbers(tmp_path):
+    """The budget case of a bad --preload (fake models on the ledger probe: exact numbers): the
+    service does not start, and says why in one sentence; the command prints it and exits 2."""
+    from tingxie.errors import OptionError
+    from tingxie.server.runner import build
+
+    probe = LedgerProbe()
+    load = fake_models(probe, 560)
+    options = TranscribeOptions(batch=BatchOptions(max_batch_size=8))
+
+    def load_huge(name):  # its 30 s window needs 300 MiB: with its 200 MiB resident, more than 560 MiB
+        if name != "fake-huge":
+            return load(name)
+        memory = MemoryPlanner(MemoryModel(0.0, 10.0 * MiB, 0.0), probe, total_budget_bytes=560 * MiB, shape=WINDOW,
+                               adaptive=False)
+        return Transcriber(options, backend=NamedBackend(name, probe), memory=memory)
+
+    _, service = build(load("fake-a"), ServerConfig(db_path=tmp_path / "jobs.db", preload=("fake-huge",)))
+    service.models.loader = load_huge
+    service.models.weights_of = lambda name: 200 * MiB
+    with pytest.raises(OptionError) as caught:
+        service.start()
+    message = str(caught.value)
+    assert message.startswith("--preload fake-huge: model 'fake-huge' does not fit the memory budget of 560.0 MiB")
+    assert "300.0 MiB" in message and "\n" not in message
+    assert all(not engine.scheduler.alive for engine in service.models.engines.values())  # stopped, nothing left running

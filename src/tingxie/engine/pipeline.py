@@ -41,6 +41,9 @@ class Transcriber:
     def __init__(self, options: TranscribeOptions | None = None, backend: Backend | None = None,
                  memory: MemoryPlanner | None = None):
         options = options or TranscribeOptions()
+        # As given, before the automatic batch cap and any leaner execution: the options a server
+        # loads its other models with (each resolves its own cap and execution)
+        self.requested_options = options
         self.backend = backend if backend is not None else load_backend(options.model, options.decode,
                                                                          options.batch.memory_budget)
         # The automatic batch cap depends on the device the backend runs on.

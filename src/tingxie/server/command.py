@@ -100,8 +100,12 @@ def run(args: argparse.Namespace) -> int:
         "host": args.host, "port": args.port, "model": transcriber.backend.name, "db": str(config.db_path),
         "auth": bool(config.api_keys), "cross_batching": config.max_active == 0,
         "page": None if args.no_ui else f"http://{args.host}:{args.port}/ui/"}})
-    serve(transcriber, config, args.host, args.port, log_level="debug" if args.debug else "info",
-          mount=_page(args))
+    try:
+        serve(transcriber, config, args.host, args.port, log_level="debug" if args.debug else "info",
+              mount=_page(args))
+    except TingxieError as error:  # a --preload that cannot load or fit, found as the server starts
+        print(f"tingxie: error: cannot start: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -60,19 +60,21 @@ class ModelPool:
         self.weights_of: Callable[[str], int] = _weights_bytes  # name -> bytes its loading makes resident at most
         self.memory = first.memory  # None (a fake backend): no budget to keep
         names = [self.default, *servable, *(EMBEDDED if first.memory is not None else ())]
-        self.servable = tuple(dict.fromkeys(names))
+        self._named = tuple(dict.fromkeys(names))
+        self._hub = first.memory is not None  # real models: the Whisper models in the Hugging Face cache too
         self._lock = threading.RLock()  # loads and unloads one at a time
         self.engines: dict[str, Engine] = {self.default: Engine(self.default, first, make_scheduler(first), time.time())}
         self._started = False
 
     @staticmethod
     def _load_with(first: Transcriber) -> Callable[[str], Transcriber]:
-        """Another model with the first one's options, under the same budget in bytes (a share
-        such as "50%" would mean another amount once the first model is resident)."""
-        options = first.options
+        """Another model with the options the server was started with (the user's model, decode,
+        batch and VAD flags: --max-batch-size stays a cap; an automatic one is resolved for the
+        model's device), under the same budget in bytes (a share such as "50%" would mean
+        another amount once the first model is resident)."""
+        options = first.requested_options
         budget = first.memory.total_budget_bytes if first.memory is not None else None
-        batch = dataclasses.replace(options.batch, max_batch_size=None,
-                                    memory_budget=str(budget) if budget else options.batch.memory_budget)
+        batch = dataclasses.replace(options.batch, memory_budget=str(budget) if budget else options.batch.memory_budget)
 
         def load(name: str) -> Transcriber:
             return Transcriber(dataclasses.replace(options, model=dataclasses.replace(options.model, name=name),
@@ -81,10 +83,27 @@ class ModelPool:
 
     # -- naming ----------------------------------------------------------------------------
 
+    @property
+    def servable(self) -> tuple[str, ...]:
+        """Every model it can serve: the one it started with, --preload's, the embedded ones and
+        the Whisper models in the Hugging Face cache now (one pulled after the start included)."""
+        return tuple(dict.fromkeys([*self._named, *self._hub_cached()]))
+
+    def _hub_cached(self) -> dict[str, str]:
+        """name -> repo of each Whisper model in the Hugging Face cache, by its shortest name
+        (tiny.en for Systran/faster-whisper-tiny.en), as `tingxie models` lists them."""
+        if not self._hub:
+            return {}
+        from tingxie.cli.models import hf_cached_whisper, short_name
+
+        return {short_name(repo): repo for repo, _ in hf_cached_whisper()}
+
     def resolve(self, requested: str) -> str:
-        """The model a request names: its own, the default for none or an alias; 400 otherwise."""
+        """The model a request names: its own, the default for none or an alias; a cached
+        model's repo id is its short name (one engine); 400 otherwise."""
         if not requested or requested in self.aliases:
             return self.default
+        requested = next((name for name, repo in self._hub_cached().items() if repo == requested), requested)
         if requested not in self.servable:
             raise bad_request(f"model {requested!r} is not available on this server; it serves "
                               f"{', '.join(self.servable)} (and {', '.join(self.aliases)} for {self.default})",
@@ -145,7 +164,11 @@ class ModelPool:
         planner, shape = transcriber.memory, transcriber.backend.shape
         if planner is not None:  # then room for one batch of one window beside all that is resident
             try:
-                self._free_up(name, lambda: planner.fits_smallest_batch(shape),
+                # every model that stays loaded must still be able to run its own smallest batch
+                # (a larger model's window may need more than the new one's)
+                self._free_up(name, lambda: planner.fits_smallest_batch(shape) and all(
+                                  engine.transcriber.memory.fits_smallest_batch(engine.transcriber.backend.shape)
+                                  for engine in self.engines.values() if engine.transcriber.memory is not None),
                               lambda: f"loaded, {format_bytes(planner.probe.current_bytes())} is resident and one "
                                       f"{shape.max_item_s:.0f} s window needs "
                                       f"{format_bytes(min_budget(shape, planner.model))} more")

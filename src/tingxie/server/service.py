@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from tingxie.engine.pipeline import Transcriber
+from tingxie.errors import OptionError
 from tingxie.memory.cpu import release_freed_memory
 from tingxie.memory.resources import peak_rss_bytes
 from tingxie.options import DecodeOptions, VadOptions
@@ -93,7 +94,11 @@ class TranscriptionService:
     def start(self) -> None:
         self.models.start()
         for name in self.config.preload:
-            self.models.preload(name)
+            try:
+                self.models.preload(name)
+            except ApiError as error:  # an unknown model, or one the budget cannot hold: the server does not start
+                self.stop()
+                raise OptionError(f"--preload {name}: {error.message}") from None
         unfinished = self.store.unfinished()
         self._sweep_uploads({Path(record.upload_path or "").name for record in unfinished})
         for record in unfinished:
