@@ -4,6 +4,7 @@ the page runner, the job store's new figures and migration, and the command line
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import time
@@ -302,3 +303,32 @@ def test_with_api_keys_the_page_is_behind_the_same_check(tmp_path):
             httpx.Client(base_url=url, timeout=30) as client:
         assert client.get("/ui/").status_code == 401
         assert client.get("/ui/", headers={"Authorization": "Bearer k"}).status_code == 200
+
+
+def test_the_pages_prompt_temperature_and_word_timestamps_are_checked_and_reach_the_job(glue):
+    """The page's decode choices: parsed with the engine's own checks; a job the server's model
+    cannot decode with them (the fake backend decodes only as loaded) runs on the page runner,
+    whose model decodes with them; the server job's options carry them as the API's fields."""
+    from tingxie.ui.jobs import _request
+
+    choices = PageChoices.parse("m", "auto", "auto", "", prompt="  President Kennedy. ", temperature=0.4,
+                                word_timestamps=True)
+    assert (choices.prompt, choices.temperature, choices.word_timestamps) == ("President Kennedy.", 0.4, True)
+    assert PageChoices.parse("m", "auto", "auto", "", prompt=" ", temperature=0.0) == PageChoices("m")
+    with pytest.raises(PageError, match="temperature must be numbers between 0 and 1") as caught:
+        PageChoices.parse("m", "auto", "auto", "", temperature=1.5)
+    assert "--" not in str(caught.value)
+    request = _request(choices)
+    assert (request.prompt, request.temperature, request.timestamp_granularities) == (
+        "President Kennedy.", 0.4, ("segment", "word"))
+    assert _request(PageChoices("m")).timestamp_granularities == ()
+
+    jobs, loaded = glue
+    plain = jobs.submit(str(JFK), "jfk.flac", PageChoices("fake"))
+    asked = jobs.submit(str(JFK), "jfk.flac", dataclasses.replace(choices, model="fake"))
+    assert jobs.service.store.get(plain) and jobs.runner.store.get(asked)  # the fake server cannot take a prompt
+    assert finished_view(jobs, asked)["state"] == "succeeded"
+    (options,) = loaded
+    assert (options.decode.initial_prompt, options.decode.temperature, options.decode.timestamps) == (
+        "President Kennedy.", (0.4,), True)
+    assert jobs.transcript(asked).text

@@ -8,6 +8,7 @@ and the same view dict as GET /v1/jobs/{id}. Every error leaves as a PageError i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from tingxie.segments import Transcript
 from tingxie.server.api_errors import ApiError
 from tingxie.server.app import probe_upload
 from tingxie.server.form import remove_quietly, save_upload
+from tingxie.server.formats import words_of
 from tingxie.server.service import TranscriptionService
 from tingxie.server.work import RequestOptions
 from tingxie.ui.page_runner import PageRunner
@@ -37,16 +39,24 @@ class PageChoices:
     language: str | None = None  # None: detected per window
     batch_size_s: float | None = None  # None: automatic (budgeted) batching
     memory_budget: str | None = None
+    prompt: str | None = None  # Whisper's initial prompt: names, terms, the style of the text
+    temperature: float | None = None  # None or 0: the server's (0, then higher where decoding fails)
+    word_timestamps: bool = False  # each word's times in the JSON file
 
     @classmethod
-    def parse(cls, model: str, language: str, batching: str, budget: str) -> "PageChoices":
+    def parse(cls, model: str, language: str, batching: str, budget: str, *, prompt: str = "",
+              temperature: float | None = None, word_timestamps: bool = False) -> "PageChoices":
         try:
             language = None if not language or language.strip() == AUTO_LANGUAGE else language.strip()
             choices = cls(model=(model or "").strip(), language=language,
-                          batch_size_s=parse_batch_size(batching or "auto"), memory_budget=(budget or "").strip() or None)
+                          batch_size_s=parse_batch_size(batching or "auto"), memory_budget=(budget or "").strip() or None,
+                          prompt=(prompt or "").strip() or None, temperature=temperature or None,
+                          word_timestamps=bool(word_timestamps))
             if not choices.model:
                 raise PageError("choose a model")
-            DecodeOptions(language=choices.language)  # raise the engine's own message for a bad value
+            # the engine's own messages for bad values
+            DecodeOptions(language=choices.language, initial_prompt=choices.prompt,
+                          **({"temperature": choices.temperature} if choices.temperature is not None else {}))
             BatchOptions(batch_size_s=choices.batch_size_s, memory_budget=choices.memory_budget)
         except TingxieError as error:
             raise PageError(str(error).replace("--", "")) from None
@@ -78,7 +88,7 @@ class PageJobs:
         try:
             total_s = probe_upload(path, filename, self.service.config.max_duration_s)
             if on_server:
-                options = RequestOptions(filename=filename, model=choices.model, language=choices.language)
+                options = dataclasses.replace(_request(choices), filename=filename)
                 self.service.submit(job_id, options, path, total_s, durable=True)
             else:
                 self.runner.submit(job_id, {"filename": filename, **asdict(choices)}, path, total_s)
@@ -94,7 +104,7 @@ class PageJobs:
         if choices.model != self.server_model or choices.batch_size_s is not None or choices.memory_budget:
             return False
         try:
-            self.service.check_options(RequestOptions(model=choices.model, language=choices.language))
+            self.service.check_options(_request(choices))
         except ApiError:
             return False  # e.g. a language the server was not started with
         return True
@@ -111,7 +121,12 @@ class PageJobs:
     def transcript(self, job_id: str) -> Transcript | None:
         record = self.service.store.get(job_id)
         if record is not None:
-            return self.service.stored_transcript(record) if record.state == "succeeded" else None
+            if record.state != "succeeded":
+                return None
+            transcript = self.service.stored_transcript(record)
+            if "word" in record.options.get("timestamp_granularities", ()):  # asked for: the JSON file has them
+                transcript.words = words_of(self.service.store.segments(job_id))
+            return transcript
         return self.runner.transcript(job_id)
 
     def cancel(self, job_id: str) -> None:
@@ -126,6 +141,13 @@ class PageJobs:
         records.sort(key=lambda record: record.created_at, reverse=True)
         return [(f"{record.options.get('filename', 'audio')} · {_when(record.created_at)} · {record.id[:8]}", record.id)
                 for record in records[:limit]]
+
+
+def _request(choices: PageChoices) -> RequestOptions:
+    """A server job's options from the page's choices (the API's fields, as a client sends them)."""
+    return RequestOptions(model=choices.model, language=choices.language, prompt=choices.prompt,
+                          temperature=choices.temperature,
+                          timestamp_granularities=("segment", "word") if choices.word_timestamps else ())
 
 
 def _when(timestamp: float) -> str:

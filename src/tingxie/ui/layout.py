@@ -45,6 +45,13 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                                           elem_id="batching")
                     budget = gr.Textbox("", label="Memory budget (e.g. 2GiB, 50%; empty: automatic)",
                                         elem_id="budget")
+                    prompt = gr.Textbox("", label="Prompt (names, terms, the style to follow; empty: none)",
+                                        elem_id="prompt")
+                    with gr.Row():
+                        temperature = gr.Slider(0.0, 1.0, value=0.0, step=0.1, elem_id="temperature",
+                                                label="Temperature (0: exact, higher only where decoding fails)")
+                        word_times = gr.Checkbox(False, label="Word timestamps (in the JSON file)",
+                                                 elem_id="word-timestamps")
                     with gr.Row():
                         start = gr.Button("Start", variant="primary", elem_id="start")
                         cancel = gr.Button("Cancel", elem_id="cancel")
@@ -67,13 +74,14 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                                         label="Speed against peak memory", elem_id="bench-plot")
         timer = gr.Timer(1.0)
 
-        def on_start(file, recording, model, language, batching, budget):
+        def on_start(file, recording, model, language, batching, budget, prompt, temperature, word_times):
             source = file or recording
             if not source:
                 return "Choose a file or record first.", gr.skip(), gr.skip()
             try:
                 source = str(uploaded_file(source))  # never a path the client named (file_guard.py)
-                choices = PageChoices.parse(model, language, batching, budget)
+                choices = PageChoices.parse(model, language, batching, budget, prompt=prompt,
+                                            temperature=temperature, word_timestamps=word_times)
                 name = Path(file).name if file else "recording.wav"
                 job_id = jobs.submit(source, name, choices)
             except (PageError, PathRefused) as error:
@@ -137,7 +145,8 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                 jobs.cancel(job_id)
 
         live = [status, transcript, results, shown, *downloads]
-        start.click(on_start, [upload, record, model, language, batching, budget], [status, job, recent]) \
+        start.click(on_start, [upload, record, model, language, batching, budget, prompt, temperature, word_times],
+                    [status, job, recent]) \
             .then(None, [job], None, js=SET_URL_JOB)
         timer.tick(refresh, [job, shown], live, show_progress="hidden")
         job.change(refresh, [job, shown], live, show_progress="hidden")

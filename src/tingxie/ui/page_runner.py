@@ -24,6 +24,7 @@ from tingxie.memory.resources import peak_rss_bytes
 from tingxie.segments import Transcript
 from tingxie.server.api_errors import ApiError
 from tingxie.server.form import remove_quietly
+from tingxie.server.formats import words_of
 from tingxie.server.limits import duration_error
 from tingxie.server.job_view import record_view, stored_transcript
 from tingxie.server.store import FinishedSegment, JobStore
@@ -43,7 +44,10 @@ def transcribe_options(options: dict, base: TranscribeOptions | None = None) -> 
     return dataclasses.replace(
         base,
         model=dataclasses.replace(base.model, name=options["model"]),
-        decode=dataclasses.replace(base.decode, language=options.get("language")),
+        decode=dataclasses.replace(base.decode, language=options.get("language"),
+                                   initial_prompt=options.get("prompt") or base.decode.initial_prompt,
+                                   temperature=options.get("temperature") or base.decode.temperature,
+                                   timestamps=base.decode.timestamps or bool(options.get("word_timestamps"))),
         batch=dataclasses.replace(base.batch, batch_size_s=options.get("batch_size_s"),
                                   memory_budget=options.get("memory_budget")),
     )
@@ -95,7 +99,10 @@ class PageRunner:
         record = self.store.get(job_id)
         if record is None or record.state != "succeeded":
             return None
-        return stored_transcript(self.store, record, record.options.get("model", ""))
+        transcript = stored_transcript(self.store, record, record.options.get("model", ""))
+        if record.options.get("word_timestamps"):  # asked for: the JSON file has them
+            transcript.words = words_of(self.store.segments(job_id))
+        return transcript
 
     # -- the runner thread -------------------------------------------------------------------
 
