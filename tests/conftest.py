@@ -32,9 +32,23 @@ def base_transcriber():
     return Transcriber()  # the default: embedded whisper-base
 
 
+# Fixtures that load a real model or build one (the embedded Whisper models, the random-weight
+# Paraformer and its FunASR companions): a test that uses one, directly or through another
+# fixture, belongs to the full tier, not the fast one (`pytest -m "not slow"`).
+MODEL_FIXTURES = frozenset({
+    "tiny_transcriber", "base_transcriber", "tiny_server", "client",
+    "paraformer_dir", "punc_dir", "vad_dir", "funasr_model", "funasr_alone", "paraformer", "onnx_paraformer",
+    "make_paraformer", "each_engine",
+})
+
+
 def pytest_collection_modifyitems(config, items):
-    """The GPU tests run only when asked for (`pytest -m cuda`): any other selection, including
-    `-m "not slow"`, leaves them out (deselected, not skipped: no machine here could run them)."""
+    """Tests that use a model fixture are marked slow. The GPU tests run only when asked for
+    (`pytest -m cuda`): any other selection, including `-m "not slow"`, leaves them out
+    (deselected, not skipped: no machine here could run them)."""
+    for item in items:
+        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if "cuda" in (config.option.markexpr or ""):
         return
     keep, gpu = [], []

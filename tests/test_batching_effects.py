@@ -12,6 +12,8 @@ from tingxie.options import BatchOptions, TranscribeOptions
 from tingxie.engine.pipeline import Transcriber
 from tingxie.memory.resources import watch_peak_rss
 
+pytestmark = pytest.mark.slow  # every test here runs a real model on minutes of audio
+
 
 @pytest.fixture(scope="module")
 def long_input(tmp_path_factory):

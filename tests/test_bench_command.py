@@ -48,6 +48,7 @@ def test_missing_audio_is_a_one_line_error(capsys, tmp_path):
     assert code == 2 and "nothing.flac: no such file" in one_line_error(err)
 
 
+@pytest.mark.slow  # a real model end to end
 def test_a_budget_below_the_smallest_batch_is_a_one_line_error(capsys, data_dir, tmp_path):
     code, _, err = bench(capsys, data_dir / "jfk.flac", "-o", tmp_path / "b", "--batch-size-s", "none",
                          "--budget", "40MiB", "--runs", "1")  # above the weights (36 MiB as int8)
@@ -58,6 +59,7 @@ def test_a_budget_below_the_smallest_batch_is_a_one_line_error(capsys, data_dir,
     assert not (tmp_path / "b.json").exists()
 
 
+@pytest.mark.slow  # a real model end to end
 def test_sweep_writes_json_markdown_and_png_with_one_row_per_config(capsys, data_dir, tmp_path):
     out = tmp_path / "results" / "jfk"
     code, table, err = bench(capsys, data_dir / "jfk.flac", "-o", out, "--runs", "2", "--batch-size-s", "30,60",

@@ -27,6 +27,7 @@ def jfk_outputs(tmp_path_factory, data_dir):
     return out, result
 
 
+@pytest.mark.slow  # a real model end to end
 def test_all_four_formats_are_written_and_parse(jfk_outputs, data_dir):
     out, result = jfk_outputs
     reference = normalize_english((data_dir / "jfk.txt").read_text())
@@ -91,6 +92,7 @@ def test_bad_input_gets_one_line_error_and_no_output(case, data_dir, tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow  # a real model end to end
 def test_one_bad_input_does_not_stop_the_others(data_dir, tmp_path, capsys):
     bad = _bad_inputs(data_dir, tmp_path)
     out = tmp_path / "out"
@@ -121,6 +123,7 @@ def test_a_wrong_option_value_is_a_clear_error(args, fragment, data_dir, tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.slow  # a real model end to end
 def test_an_existing_output_survives_a_failed_run(data_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -137,6 +140,7 @@ def test_models_lists_the_embedded_models():
     assert "whisper-base" in result.stdout and "whisper-tiny.en" in result.stdout
 
 
+@pytest.mark.slow  # a real model end to end
 def test_txt_alone_skips_the_word_alignment_and_keeps_the_text(jfk_outputs, data_dir, tmp_path, monkeypatch):
     """Word times are only shown by srt/vtt/json: a txt-only run must not pay for the align pass."""
     from tingxie.backends.whisper import backend as whisper

@@ -46,6 +46,7 @@ def test_a_wav_claiming_37_hours_but_holding_1_kb_is_truncated(tmp_path):
         assert len(decode_audio(str(stream))) == 16000
 
 
+@pytest.mark.slow  # a real model end to end
 def test_the_cli_reports_the_lying_wav_truncated_and_exits_non_zero(tmp_path, capsys):
     path = lying_wav(tmp_path / "long.wav")
     code = main(["transcribe", str(path), "-o", str(tmp_path / "out"), *TINY])
@@ -109,6 +110,7 @@ def test_a_resumed_runs_json_stats_cover_the_interrupted_part_too(tmp_path):
     assert stats["speed"] == pytest.approx(stats["audio_duration_s"] / stats["wall_time_s"], rel=1e-2)
 
 
+@pytest.mark.slow  # a real model end to end
 def test_an_output_folder_that_is_a_file_is_said_in_plain_words(tmp_path, capsys, data_dir):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("x")

@@ -45,6 +45,7 @@ class FailingModel:
 RECOVERY = [(1, 2, 2, 2, [2, 1, 2, 1]), (2, 1, 1, 3, [3, 3])]
 
 
+@pytest.mark.slow  # a real model end to end
 @pytest.mark.parametrize("replicas, failures, retries, ceiling, sizes", RECOVERY)
 def test_real_backend_recovers_from_injected_oom_with_the_same_text(data_dir, replicas, failures, retries, ceiling,
                                                                     sizes):

@@ -11,6 +11,8 @@ import pytest
 
 from long_audio import english_pieces, joined, write_flac
 
+pytestmark = pytest.mark.slow  # every test here runs a real model on minutes of audio
+
 ARGS = ["-m", "whisper-tiny.en", "--max-batch-size", "1", "-q"]  # one segment a window: many windows
 
 

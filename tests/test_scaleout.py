@@ -35,6 +35,7 @@ def _cli(*args, cwd, env=None):
                           cwd=cwd, timeout=600, env=env)
 
 
+@pytest.mark.slow  # a real model end to end
 def test_two_ray_workers_write_what_one_process_writes(data_dir, tmp_path):
     """Two files and a missing one over two Ray workers (whisper-tiny.en): each file's outputs
     equal the single-process command's, the missing file is one line on stderr, exit status 1
@@ -64,6 +65,7 @@ def test_ray_workers_refuse_standard_input(tmp_path):
     assert done.returncode == 2 and "standard input" in done.stderr
 
 
+@pytest.mark.slow  # starts a Ray cluster
 def test_a_model_that_cannot_load_is_one_error_line(data_dir, tmp_path):
     done = _cli(str(data_dir / "jfk.flac"), "-m", "no-such-model", "--ray-workers", "2", "-o", str(tmp_path),
                 cwd=tmp_path)
@@ -73,6 +75,7 @@ def test_a_model_that_cannot_load_is_one_error_line(data_dir, tmp_path):
     assert "Traceback" not in done.stderr and not list(tmp_path.glob("*.txt"))
 
 
+@pytest.mark.slow  # Ray's start-up and its connection attempt
 def test_no_cluster_at_the_address_is_a_clear_error(data_dir, tmp_path):
     done = _cli(str(data_dir / "jfk.flac"), "--ray-address", "127.0.0.1:1", "-o", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2 and "could not start or join Ray (127.0.0.1:1): nothing answers there" in done.stderr

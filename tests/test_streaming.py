@@ -131,6 +131,7 @@ def test_recorded_windows_are_not_recomputed(bursts):
     assert not any(i in {r.index for r in first[0].results} for b in fresh.batches for i in b)
 
 
+@pytest.mark.slow  # a real model end to end
 def test_pipeline_reads_a_pipe_of_unknown_length(data_dir):
     backend = FakeBackend(shape=InputShape(ShapeRule.FIXED_WINDOW, 30.0))
     seen = []

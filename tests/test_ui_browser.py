@@ -25,6 +25,8 @@ from tingxie.server.config import ServerConfig
 from tingxie.server.runner import running
 from tingxie.ui.mount import page_mount
 
+pytestmark = pytest.mark.slow  # a real browser on the page, with a real model behind it
+
 DATA = Path(__file__).parent / "data"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("TINGXIE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
