@@ -51,6 +51,9 @@ class RunRecord:
     text: str
     extra: dict = field(default_factory=dict)
     wer: float | None = None
+    # user + system CPU seconds of the whole child (wait4's rusage, its own waited-for children
+    # in it): steadier than process_s on a shared machine, where waiting for a core is not work
+    cpu_s: float | None = None
 
 
 @dataclass
@@ -147,6 +150,7 @@ def run_once(
         audio_s=data["audio_s"],
         text=data["text"],
         extra=data.get("extra", {}),
+        cpu_s=usage.ru_utime + usage.ru_stime,
     )
 
 
