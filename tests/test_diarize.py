@@ -125,6 +125,36 @@ def test_a_segment_is_cut_where_its_words_change_speaker():
     assert [w.speaker for w in label_words(words, timeline)] == ["Speaker 1"] * 2 + ["Speaker 2"] * 2
 
 
+def test_a_cut_keeps_the_segment_s_own_spacing_whatever_the_words_carry():
+    timeline = Timeline([Turn(0.0, 2.0, 0), Turn(2.0, 5.0, 1)])
+    stripped = [TextSegment(0.1, 0.5, "Hello"), TextSegment(0.6, 1.2, "there."),  # Whisper's words: stripped
+                TextSegment(2.2, 2.8, "Hi,"), TextSegment(2.9, 3.5, "you.")]
+    out = label_segments([TextSegment(0.0, 4.0, "Hello there. Hi, you.")], stripped, timeline)
+    assert [s.text for s in out] == ["Hello there.", "Hi, you."]
+    chinese = [TextSegment(0.1, 0.5, "你好"), TextSegment(0.6, 1.2, "。"), TextSegment(2.2, 2.8, "再见")]
+    out = label_segments([TextSegment(0.0, 3.0, "你好。再见")], chinese, timeline)
+    assert [(s.text, s.speaker) for s in out] == [("你好。", "Speaker 1"), ("再见", "Speaker 2")]
+
+
+def test_a_stretched_word_belongs_to_who_said_its_start_and_its_segment_ends_at_the_change():
+    # tiny.en stretched "comparative..." over 12 s of another voice it did not transcribe
+    timeline = Timeline([Turn(55.0, 61.2, 0), Turn(61.6, 72.0, 1), Turn(72.5, 80.0, 0)])
+    words = [TextSegment(60.1, 60.5, "in being"), TextSegment(60.5, 72.2, "comparative...")]
+    out = label_segments([TextSegment(60.1, 72.2, "in being comparative...")], words, timeline)
+    assert [(s.start, s.end, s.speaker) for s in out] == [(60.1, 61.6, "Speaker 1")]
+    labelled = label_words(words, timeline)
+    assert [(w.end, w.speaker) for w in labelled] == [(60.5, "Speaker 1"), (72.2, "Speaker 1")]  # times kept
+
+
+def test_the_next_change_of_speaker_skips_the_same_voice_s_later_turns():
+    timeline = Timeline([Turn(0, 2, 0), Turn(2.5, 4, 0), Turn(4.2, 6, 1), Turn(6.1, 7, 1), Turn(7.5, 9, 0)])
+    assert timeline.change_after(1.0, 0) == 4.2
+    assert timeline.change_after(1.0, 1) == 2.5  # a word given to 1 inside 0's turn: 0's next turn counts
+    assert timeline.change_after(4.5, 1) == 7.5
+    assert timeline.change_after(3.0, 1) == 7.5
+    assert timeline.change_after(8.0, 0) is None
+
+
 def test_without_matching_words_a_segment_gets_its_main_speaker():
     timeline = Timeline([Turn(0.0, 1.0, 0), Turn(1.0, 5.0, 1)])
     pieces = [TextSegment(0.5, 4.0, "Rewritten by a punctuation stage."), TextSegment(6.0, 7.0, "after")]

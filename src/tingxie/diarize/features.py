@@ -55,20 +55,44 @@ def _window() -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float32)  # periodic Hann
 
 
-def normalise_level(samples: np.ndarray) -> np.ndarray:
-    """The samples scaled to the training level, so loudness is not mistaken for a voice."""
+def level_gain(samples: np.ndarray) -> float:
+    """The factor that brings these samples to the training level (1 for silence), so loudness
+    is not mistaken for a voice."""
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
     if rms <= 1e-6:
-        return samples
-    gain = 10 ** ((TARGET_DBFS - 20 * np.log10(rms)) / 20)
-    return (samples * gain).astype(np.float32)
+        return 1.0
+    return float(10 ** ((TARGET_DBFS - 20 * np.log10(rms)) / 20))
+
+
+def normalise_level(samples: np.ndarray) -> np.ndarray:
+    """The samples scaled to the training level."""
+    gain = level_gain(samples)
+    return samples if gain == 1.0 else (samples * gain).astype(np.float32)
+
+
+MEL_BLOCK_FRAMES = 512  # frames transformed at once: bounds the FFT's scratch whatever the stretch's length
 
 
 def mel_spectrogram(samples: np.ndarray) -> np.ndarray:
-    """(frames, N_MELS) float32 power mel frames of 16 kHz samples; 1 + len // HOP frames."""
+    """(frames, N_MELS) float32 power mel frames of 16 kHz samples; 1 + len // HOP frames.
+
+    Power is quadratic in the samples, so the mel frames of samples scaled by g are these times
+    g squared: a stretch's frames are computed once and each window's level applied to its rows.
+    """
     padded = np.pad(np.asarray(samples, dtype=np.float32), N_FFT // 2)  # centred frames, zero padded
     count = 1 + (len(padded) - N_FFT) // HOP
     frames = np.lib.stride_tricks.as_strided(
         padded, shape=(count, N_FFT), strides=(padded.strides[0] * HOP, padded.strides[0]))
-    power = np.abs(np.fft.rfft(frames * _window(), axis=1)) ** 2
-    return (power.astype(np.float32) @ mel_filters().T).astype(np.float32)
+    out = np.empty((count, N_MELS), dtype=np.float32)
+    for first in range(0, count, MEL_BLOCK_FRAMES):
+        spectrum = np.fft.rfft(frames[first:first + MEL_BLOCK_FRAMES] * _window(), axis=1)  # complex64 (NumPy 2)
+        power = np.square(spectrum.real, dtype=np.float32) + np.square(spectrum.imag, dtype=np.float32)
+        out[first:first + MEL_BLOCK_FRAMES] = power @ mel_filters().T
+    return out
+
+
+def scratch_bytes(samples: int) -> int:
+    """Working memory of mel_spectrogram on this many samples: the padded copy, one block's
+    windowed frames, spectrum (complex, float64 on NumPy 1) and power, and the output."""
+    block = MEL_BLOCK_FRAMES * (N_FFT * 4 + (N_FFT // 2 + 1) * (16 + 4))
+    return (samples + N_FFT) * 4 + block + (1 + samples // HOP) * N_MELS * 4

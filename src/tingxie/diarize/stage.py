@@ -15,6 +15,7 @@ from tingxie.diarize.clustering import SpeakerCount, cluster, first_appearance
 from tingxie.diarize.encoder import SpeakerEncoder
 from tingxie.diarize.timeline import Timeline, chunks, smooth, turns
 from tingxie.diarize.windows import SpeakerWindows, WindowEmbedder
+from tingxie.diarize.windows import working_bytes as windows_working_bytes
 from tingxie.options import DiarizeOptions
 from tingxie.segments import AudioSegment, TextSegment, Transcript
 
@@ -23,6 +24,12 @@ from tingxie.segments import AudioSegment, TextSegment, Transcript
 def load_encoder() -> SpeakerEncoder:
     """The speaker encoder, read once per process (about 6 MB of weights)."""
     return SpeakerEncoder()
+
+
+def working_bytes(longest_segment_s: float) -> int:
+    """What the stage holds beside the recogniser's batches while they run (the loaded encoder's
+    weights are resident, counted by the probe): the embedder's mel and encoder scratch."""
+    return windows_working_bytes(load_encoder(), longest_segment_s)
 
 
 def speaker_count(options: DiarizeOptions) -> SpeakerCount:

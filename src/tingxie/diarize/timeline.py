@@ -1,6 +1,6 @@
 """From labelled windows to speaker turns: smoothing, then who speaks when.
 
-Windows overlap (1.6 s long, 0.8 s apart), so each one is given the time nearest its centre; a
+Windows overlap (1.6 s long, 1 s apart), so each one is given the time nearest its centre; a
 single window that disagrees with both neighbours of one voice is taken for a blip and relabelled.
 """
 
@@ -73,6 +73,11 @@ class Timeline:
     def __init__(self, turns_in_order: list[Turn]):
         self.turns = turns_in_order
         self._ends = [turn.end for turn in turns_in_order]
+        # _next_other[i]: the first turn after i whose speaker is not turn i's (len: none)
+        self._next_other = [len(turns_in_order)] * len(turns_in_order)
+        for i in range(len(turns_in_order) - 2, -1, -1):
+            following = turns_in_order[i + 1]
+            self._next_other[i] = i + 1 if following.speaker != turns_in_order[i].speaker else self._next_other[i + 1]
 
     def speaker_at(self, start: float, end: float) -> int | None:
         """The speaker who talks most during [start, end]; the nearest turn's if none overlaps."""
@@ -92,3 +97,12 @@ class Timeline:
         around = self.turns[max(0, first - 1):first + 1]
         nearest = min(around, key=lambda turn: (max(turn.start - middle, middle - turn.end, 0.0), turn.start))
         return nearest.speaker
+
+    def change_after(self, time: float, speaker: int) -> float | None:
+        """Where the first turn of another speaker that starts after `time` starts; None if none."""
+        index = bisect.bisect_right(self._ends, time)  # the first turn ending after `time`
+        if index < len(self.turns) and self.turns[index].start <= time:
+            index += 1  # it holds `time`: only turns that start after it count
+        while index < len(self.turns) and self.turns[index].speaker == speaker:
+            index = self._next_other[index]
+        return self.turns[index].start if index < len(self.turns) else None

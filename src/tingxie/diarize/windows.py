@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tingxie import SAMPLE_RATE
-from tingxie.diarize.encoder import WINDOW_FRAMES, SpeakerEncoder
-from tingxie.diarize.features import HOP, mel_spectrogram, normalise_level
+from tingxie.diarize.encoder import EMBEDDING_SIZE, WINDOW_FRAMES, SpeakerEncoder
+from tingxie.diarize.features import HOP, N_MELS, level_gain, mel_spectrogram
+from tingxie.diarize.features import scratch_bytes as mel_scratch_bytes
 from tingxie.segments import AudioSegment
 
 WINDOW_S = WINDOW_FRAMES * HOP / SAMPLE_RATE  # 1.6 s
@@ -37,14 +38,36 @@ class SpeakerWindows:
 
 
 def window_offsets(length_s: float) -> list[float]:
-    """Starts (seconds into a stretch) of the windows covering a stretch of this length."""
-    if length_s < MIN_WINDOW_S:
+    """Starts (seconds into a stretch) of the windows covering a stretch of this length, on the
+    10 ms frame grid, so every window's mel frames are rows of the stretch's own."""
+    return [frame * HOP / SAMPLE_RATE for frame in window_frames(int(round(length_s * SAMPLE_RATE)))]
+
+
+def window_frames(samples: int) -> list[int]:
+    """First mel frame of each window over a stretch of this many samples."""
+    if samples < MIN_WINDOW_S * SAMPLE_RATE:
         return []
-    if length_s <= WINDOW_S:
-        return [0.0]
-    count = int(np.ceil((length_s - WINDOW_S) / STEP_S)) + 1
-    starts = [i * STEP_S for i in range(count - 1)]
-    return starts + [length_s - WINDOW_S]  # the last one ends with the stretch, unpadded
+    full = samples // HOP  # whole frames in the stretch
+    if full <= WINDOW_FRAMES:
+        return [0]
+    step = int(round(STEP_S * SAMPLE_RATE / HOP))
+    count = -(-(full - WINDOW_FRAMES) // step) + 1
+    return [i * step for i in range(count - 1)] + [full - WINDOW_FRAMES]  # the last ends with the stretch
+
+
+def working_bytes(encoder: SpeakerEncoder, longest_stretch_s: float) -> int:
+    """The most memory the embedder holds beside its kept vectors: a batch of pending mel windows,
+    their stacked copy and the encoder's scratch for them, and the mel scratch of the longest
+    stretch a segment can hold (the segment's own audio is the pipeline's)."""
+    window_mel = WINDOW_FRAMES * N_MELS * 4
+    return (2 * BATCH * window_mel + encoder.scratch_bytes(BATCH)
+            + mel_scratch_bytes(int(longest_stretch_s * SAMPLE_RATE)))
+
+
+def kept_bytes_per_window() -> int:
+    """What one window leaves behind (about 1.2 KB; 4.3 MB an hour of speech): its unit vector
+    (float32, a row of its batch's array, with its array header) and two times (Python floats in lists)."""
+    return EMBEDDING_SIZE * 4 + 120 + 8 + 2 * (24 + 8)
 
 
 class WindowEmbedder:
@@ -57,15 +80,21 @@ class WindowEmbedder:
         """Cut a segment's speech into windows; vectors are computed a batch at a time."""
         stretches = segment.parts or ((0.0, segment.start, len(segment.samples) / SAMPLE_RATE),)
         for offset, file_start, length in stretches:
-            for start in window_offsets(length):
-                first = int(round((offset + start) * SAMPLE_RATE))
-                count = int(round(min(WINDOW_S, length) * SAMPLE_RATE))
-                samples = segment.samples[first:first + count]
-                mel = mel_spectrogram(normalise_level(samples))[:WINDOW_FRAMES]
-                if len(mel) < WINDOW_FRAMES:  # a short stretch: zero frames after it, as in training
-                    mel = np.pad(mel, ((0, WINDOW_FRAMES - len(mel)), (0, 0)))
-                end = file_start + min(start + WINDOW_S, length)
-                self._pending.append((file_start + start, end, mel))
+            first = int(round(offset * SAMPLE_RATE))
+            stretch = segment.samples[first:first + int(round(length * SAMPLE_RATE))]
+            starts = window_frames(len(stretch))
+            if not starts:
+                continue
+            # The stretch's mel frames once (windows overlap); each window is brought to the
+            # training level by its own loudness: power scales with the gain squared.
+            mel = mel_spectrogram(stretch)
+            for frame in starts:
+                window = stretch[frame * HOP:frame * HOP + WINDOW_FRAMES * HOP]
+                rows = mel[frame:frame + WINDOW_FRAMES] * np.float32(level_gain(window) ** 2)
+                if len(rows) < WINDOW_FRAMES:  # a short stretch: zero frames after it, as in training
+                    rows = np.pad(rows, ((0, WINDOW_FRAMES - len(rows)), (0, 0)))
+                start = file_start + frame * HOP / SAMPLE_RATE
+                self._pending.append((start, start + len(window) / SAMPLE_RATE, rows))
                 if len(self._pending) >= BATCH:
                     self._flush()
 

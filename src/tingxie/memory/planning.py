@@ -47,6 +47,7 @@ class MemoryPlanner:
     given: str | None = None  # the budget as the user wrote it (--memory-budget), None: the default
     shape: InputShape | None = None  # the backend's: one item of its longest length is the floor
     adaptive: bool = True  # plan under what the device has now, not only what it had at start
+    beside_batches: int = 0  # bytes other stages take while batches run (--diarize: the speaker embedder's scratch)
     trace: BudgetTrace = field(default_factory=lambda: BudgetTrace())
 
     @classmethod
@@ -67,7 +68,8 @@ class MemoryPlanner:
         else:
             total = parse_memory_budget(options.batch.memory_budget, probe.current_bytes() + probe.available_bytes())
         log.info("memory budget %s on %s", format_bytes(total), probe.device)
-        return cls(model, probe, total, options.batch.memory_budget, backend.shape)
+        return cls(model, probe, total, options.batch.memory_budget, backend.shape,
+                   beside_batches=_beside_batches(backend, options))
 
     def after_batch(self) -> None:
         """Between batches, the allocator's cache of the last batch goes back (MemoryProbe.release_cache)."""
@@ -83,7 +85,7 @@ class MemoryPlanner:
         resident = self.probe.current_bytes()
         needed = min_budget(shape, self.model)
         if self._usable_bytes() - resident < needed:
-            smallest = (resident + needed) / (1 - RESERVE_FRACTION)
+            smallest = (resident + needed + self.beside_batches) / (1 - RESERVE_FRACTION)
             asked = (f"--memory-budget {self.given} ({format_bytes(self.total_budget_bytes)})" if self.given
                      else f"the default memory budget ({format_bytes(self.total_budget_bytes)}, 70 % of what is free)")
             raise OutOfMemoryError(
@@ -122,7 +124,17 @@ class MemoryPlanner:
         return max(1, left)
 
     def _usable_bytes(self) -> int:
-        return int(self.total_budget_bytes * (1 - RESERVE_FRACTION))
+        return int(self.total_budget_bytes * (1 - RESERVE_FRACTION)) - self.beside_batches
+
+
+def _beside_batches(backend: Backend, options: TranscribeOptions) -> int:
+    """What the stages that run beside the batches need (their loaded weights are resident, so
+    the probe counts them): the speaker embedder's scratch for the longest segment, with --diarize."""
+    if not options.diarize.enabled:
+        return 0
+    from tingxie.diarize.stage import working_bytes
+
+    return working_bytes(min(options.vad.max_segment_s, backend.shape.max_item_s))
 
 
 @dataclass
