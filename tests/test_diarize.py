@@ -215,7 +215,7 @@ def test_serve_refuses_diarize_rather_than_ignore_it():
     result = subprocess.run([sys.executable, "-m", "tingxie.cli.main", "serve", "--diarize"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "--diarize: the server does not label speakers yet" in result.stderr
+    assert "--diarize: the server labels speakers per request: send response_format=diarized_json" in result.stderr
 
 
 def test_the_weights_read_without_torch_are_torch_s_and_the_numpy_lstm_computes_what_torch_does():

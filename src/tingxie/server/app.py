@@ -30,6 +30,7 @@ from tingxie.server.logprobs import logprob_entries
 from tingxie.server.limits import duration_error
 from tingxie.server.metrics import Metrics
 from tingxie.server.service import TranscriptionService
+from tingxie.server.speakers import diarized_segments
 from tingxie.server.work import RequestOptions, Work
 
 DISCONNECT_POLL_S = 1.0
@@ -116,6 +117,9 @@ def create_app(service: TranscriptionService, config: ServerConfig, metrics: Met
         record = await run_in_threadpool(service.store.get, job_id)
         transcript = await run_in_threadpool(service.stored_transcript, record)
         options = RequestOptions.from_json(record.options)
+        if fmt == "diarized_json" and not options.diarize:
+            raise bad_request(f"job {job_id} was not diarized: send diarize=true or response_format diarized_json "
+                              "with the job for speakers", param="format")
         segments = await run_in_threadpool(service.store.segments, job_id)
         body, media_type = render(transcript, fmt, duration_s=record.audio_total_s or 0.0,
                                   temperature=_temperature(options, service), task=options.task,
@@ -148,7 +152,9 @@ async def _answer(request: Request, service: TranscriptionService, config: Serve
     work = await _admit(request, service, config, durable=False, task=task)
     if work.options.stream:
         cancel = lambda: service.cancel(work.id)  # noqa: E731
-        return StreamingResponse(text_events(work, service.cond, cancel), media_type="text/event-stream",
+        segments = (lambda: diarized_segments(service.transcript(work))) \
+            if work.options.response_format == "diarized_json" else None
+        return StreamingResponse(text_events(work, service.cond, cancel, segments), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     await _wait(work, request, service)
     if work.state != "succeeded":

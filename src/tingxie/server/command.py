@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         options = options_from_args(args)  # one builder for every command (cli/arguments.py)
-        if options.diarize.enabled:  # the flags are shared; the server's job path has no speaker stage yet
-            raise OptionError("--diarize: the server does not label speakers yet; use tingxie transcribe --diarize")
+        if options.diarize.enabled:  # the flags are shared; the server diarizes per request (server/speakers.py)
+            raise OptionError("--diarize: the server labels speakers per request: send response_format=diarized_json "
+                              "or diarize=true (with speakers, min_speakers, max_speakers)")
         problem = storage_problem(config)
         if problem is not None:
             print(f"tingxie: error: cannot start: {problem}", file=sys.stderr)

@@ -5,7 +5,9 @@ finished segments add (only the leading run of finished segments counts: text le
 order), then `transcript.text.done` with the whole text and the usage. The deltas join to
 exactly the non-streamed text: that text joins the pieces in order, and joining more pieces
 only appends to it. With include[]=logprobs each delta carries its tokens' log-probabilities
-(logprobs.py) and the done event all of them. A failed request ends with OpenAI's error object; a client that hangs up
+(logprobs.py) and the done event all of them. With response_format diarized_json, the segments
+with their speakers follow the deltas as `transcript.text.segment` events, all at the end (the
+speakers are known only once the whole audio is clustered), before done. A failed request ends with OpenAI's error object; a client that hangs up
 cancels its work.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from tingxie.segments import join_texts
 from tingxie.server.api_errors import ApiError
@@ -33,9 +35,12 @@ def leading_results(work: Work) -> list:
     return [work.finished[i].result for i in sorted(work.finished) if first_open is None or i < first_open]
 
 
-async def text_events(work: Work, lock, cancel) -> AsyncIterator[bytes]:
+async def text_events(work: Work, lock, cancel, segments: Callable[[], list[dict]] | None = None,
+                      ) -> AsyncIterator[bytes]:
     """The SSE body of a streamed request. lock: the scheduler's; cancel(): end the work (a
-    client that disconnects closes this generator, and its work is cancelled then)."""
+    client that disconnects closes this generator, and its work is cancelled then). segments():
+    a diarized request's transcript.text.segment events, sent after the deltas, before done:
+    speakers are known only once all its audio is clustered (server/speakers.py)."""
     loop = asyncio.get_running_loop()
     ended = asyncio.Event()
     work.add_done_callback(lambda _: loop.call_soon_threadsafe(ended.set))
@@ -60,6 +65,8 @@ async def text_events(work: Work, lock, cancel) -> AsyncIterator[bytes]:
             except asyncio.TimeoutError:
                 pass
         if work.state == "succeeded":
+            for segment in segments() if segments is not None else ():
+                yield _event(segment)
             yield _event({"type": "transcript.text.done", "text": sent, "usage": usage(work.total_s or work.decoded_s)}
                          | ({"logprobs": sent_logprobs} if work.options.logprobs else {}))
         else:

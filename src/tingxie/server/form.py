@@ -25,7 +25,11 @@ from tingxie.server.limits import upload_error
 from tingxie.server.work import RequestOptions
 
 GRANULARITIES = ("segment", "word")
-STREAMED_FORMATS = ("json", "text")  # a stream is text deltas; subtitles and segments come whole
+# a stream is text deltas; subtitles and segments come whole, but diarized segments follow the
+# deltas as transcript.text.segment events once the speakers are known (events.py)
+STREAMED_FORMATS = ("json", "text", "diarized_json")
+KNOWN_SPEAKER_FIELDS = ("known_speaker_names[]", "known_speaker_names", "known_speaker_references[]",
+                        "known_speaker_references")
 VAD_SETTINGS = ("threshold", "prefix_padding_ms", "silence_duration_ms")  # server_vad's, OpenAI's names
 INCLUDABLE = ("logprobs",)  # include[]: each token of the text with its log-probability (json)
 
@@ -92,8 +96,34 @@ def _options(form, upload: UploadFile, task: str) -> RequestOptions:
         task=task,
         stream=stream,
         chunking_strategy=None if translating else _chunking_strategy(form),
+        **_speaker_fields(form, response_format, translating),
         logprobs=logprobs,
     )
+
+
+def _speaker_fields(form, response_format: str, translating: bool) -> dict:
+    """diarize (implied by diarized_json) and the speaker counts, each a whole number; whether
+    they hold together is DiarizeOptions' to say (speakers.diarize_options, at admission)."""
+    asked = _boolean(form, "diarize")  # checked even where diarized_json implies it
+    diarize = response_format == "diarized_json" or asked
+    if translating and diarize:
+        raise bad_request("a translation is not diarized: send the audio to /v1/audio/transcriptions for speakers",
+                          param="response_format" if response_format == "diarized_json" else "diarize")
+    for name in KNOWN_SPEAKER_FIELDS:
+        if form.getlist(name):
+            raise bad_request(f"{name}: naming speakers from reference clips is not available on this server; speakers "
+                              "are labelled Speaker 1, Speaker 2, ... (speakers, min_speakers, max_speakers bound "
+                              "their number)", param=name, code="unsupported_known_speakers")
+    counts = {}
+    for name in ("speakers", "min_speakers", "max_speakers"):
+        text = _text(form, name)
+        if text:
+            try:
+                counts[name] = int(text)
+            except ValueError:
+                raise bad_request(f"{name} must be a whole number, not {text[:40]!r}", param=name,
+                                  code="invalid_speakers") from None
+    return {"diarize": diarize, **counts}
 
 
 def _boolean(form, name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Results in OpenAI's response formats: json, text, srt, vtt, verbose_json.
+"""Results in OpenAI's response formats: json, text, srt, vtt, verbose_json, diarized_json.
 
 srt and vtt come from tingxie's own writers, so the server's subtitles are byte for byte the
 CLI's. verbose_json fills what the backend reports: Whisper's segments carry their window's
@@ -18,10 +18,12 @@ from tingxie.segments import RunStats, TextSegment, Transcript, majority_languag
 from tingxie.writers import render as render_file
 from tingxie.writers.cues import cue_span
 from tingxie.writers.json_format import word_record
+from tingxie.server.speakers import diarized_segments
 from tingxie.server.store import FinishedSegment
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json", "text": "text/plain; charset=utf-8",
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+MEDIA_TYPES = {"json": "application/json", "verbose_json": "application/json", "diarized_json": "application/json",
+               "text": "text/plain; charset=utf-8",
                "srt": "text/plain; charset=utf-8", "vtt": "text/vtt; charset=utf-8"}
 
 
@@ -59,8 +61,12 @@ def render(transcript: Transcript, fmt: str, *, duration_s: float, temperature: 
         if granularities == ("word",):
             del verbose["segments"]
         if "word" in granularities:
-            verbose["words"] = [word_record(w) for w in words]
+            # a diarized transcript's own words carry their speakers
+            verbose["words"] = [word_record(w) for w in (transcript.words or words)]
         body = json.dumps(verbose | {"usage": usage(duration_s)}, ensure_ascii=False)
+    elif fmt == "diarized_json":  # OpenAI's TranscriptionDiarized; the transcript is labelled (speakers.py)
+        body = json.dumps({"task": "transcribe", "duration": round(duration_s, 3), "text": transcript.text,
+                           "segments": diarized_segments(transcript), "usage": usage(duration_s)}, ensure_ascii=False)
     else:
         raise ValueError(f"unknown response format {fmt!r}")
     return body, MEDIA_TYPES[fmt]
@@ -77,7 +83,8 @@ def _verbose(transcript: Transcript, duration_s: float, temperature: float | tup
             "id": i, "seek": int(start / 10), "start": start / 1000, "end": end / 1000, "text": " " + text,
             "tokens": [], "temperature": temperature, "avg_logprob": 0.0,
             "compression_ratio": _compression_ratio(text), "no_speech_prob": 0.0,
-        } | (dataclasses.asdict(piece.scores) if piece.scores is not None else {}))
+        } | (dataclasses.asdict(piece.scores) if piece.scores is not None else {})
+          | ({"speaker": piece.speaker} if piece.speaker is not None else {}))  # diarized: as the CLI's json
     return {"task": task, "language": transcript.language or "", "duration": round(duration_s, 3),
             "text": transcript.text, "segments": segments}
 

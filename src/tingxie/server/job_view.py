@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tingxie.segments import RunStats, Transcript
-from tingxie.server.formats import build_transcript
+from tingxie.server.formats import build_transcript, words_of
+from tingxie.server.speakers import label, turns_from_json
 from tingxie.server.store import JobRecord, JobStore
 from tingxie.server.work import RequestOptions
 
@@ -15,8 +16,11 @@ def stored_transcript(store: JobStore, record: JobRecord, model: str) -> Transcr
     stats = RunStats(audio_seconds=record.audio_total_s or 0.0, wall_seconds=record.processing_s,
                      peak_rss_bytes=record.peak_memory_bytes or 0, batches=record.batches,
                      segments=record.segments_total or 0, oom_retries=record.oom_retries)
-    return build_transcript(store.segments(record.id), source=record.options.get("filename", "audio"),
-                            model=model, stats=stats)
+    segments = store.segments(record.id)
+    transcript = build_transcript(segments, source=record.options.get("filename", "audio"), model=model, stats=stats)
+    if record.speaker_turns is not None:  # a diarized job: labelled by the turns stored when it succeeded
+        label(transcript, words_of(segments), turns_from_json(record.speaker_turns))
+    return transcript
 
 
 def record_view(record: JobRecord, segments_done: int) -> dict:

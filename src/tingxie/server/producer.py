@@ -3,7 +3,8 @@
 The scheduler's offer() blocks while the work already holds its share of decoded segments,
 so a long upload is decoded only as fast as it is transcribed. A resumed job decodes again
 from the start (the VAD is deterministic, so indices match) and skips the segments whose
-results are already stored.
+results are already stored. A diarized work's segments pass through its own diarization stage
+on the way (server/speakers.py).
 """
 
 from __future__ import annotations
@@ -44,11 +45,16 @@ def produce(work: Work, scheduler: Scheduler, transcriber: Transcriber, max_dura
     state = StreamState()
     chunks = _watched(decode_chunks(str(work.upload), CHUNK_S), work, scheduler, state, max_duration_s)
     try:
-        for segment in transcriber.segments(chunks, state, work.vad):
+        segments = transcriber.segments(chunks, state, work.vad)
+        if work.diarizer is not None:  # every segment, stored ones too: a resumed job hears the same voices
+            segments = work.diarizer.observe(segments)
+        for segment in segments:
             if segment.index in done_before:
                 continue
             if not scheduler.offer(work, segment, state.audio_s):
                 return
+        if work.diarizer is not None:
+            work.diarizer.speaker_timeline()  # clustered here, before the work can succeed, off the scheduler
         scheduler.produced_all(work, state.audio_s)
     except _Stop:
         return

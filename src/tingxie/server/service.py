@@ -22,7 +22,7 @@ from tingxie.segments import RunStats, Transcript
 from tingxie.server.api_errors import ApiError
 from tingxie.server.config import ServerConfig
 from tingxie.server.form import remove_quietly
-from tingxie.server.formats import build_transcript
+from tingxie.server.formats import build_transcript, words_of
 from tingxie.server.health import StorageHealth, is_storage_error, storage_unavailable
 from tingxie.server.job_view import JobSnapshot, record_view, stored_transcript
 from tingxie.server.limits import memory_full_error, queue_full_error
@@ -32,6 +32,7 @@ from tingxie.server.models_on_demand import Engine, ModelPool
 from tingxie.server.producer import start_producer
 from tingxie.server.request_options import request_decode, request_vad
 from tingxie.server.scheduler import Scheduler
+from tingxie.server.speakers import diarize_options, label, new_diarizer, turns_to_json
 from tingxie.server.store import FinishedSegment, JobRecord, JobStore
 from tingxie.server.work import RequestOptions, Work
 
@@ -127,6 +128,7 @@ class TranscriptionService:
         backend with per-batch decode options decodes each request with its own (batches group
         requests that share them); another's decode options are fixed at load. Before the model
         is chosen (engine None) only what can be told without loading it is checked."""
+        diarize_options(options)  # speaker counts that do not hold together: a 400 before the upload is kept
         name = self.models.resolve(options.model)
         engine = engine or self.models.engines.get(name)
         if engine is None:
@@ -208,6 +210,7 @@ class TranscriptionService:
     def _bind(self, work: Work) -> None:
         """Give the work its model's engine and its decode and VAD options; the work joins the
         engine's scheduler at once, so the model is busy (never unloaded) from here on."""
+        work.diarizer = new_diarizer(work.options)  # a 400/501 now, before the work joins anything
         def admit(engine: Engine) -> None:
             work.decode, work.vad = self.check_options(work.options, engine)
             work.engine = engine
@@ -283,6 +286,8 @@ class TranscriptionService:
                       segments_total=len(work.finished), language=transcript and transcript.language,
                       batches=work.batches, oom_retries=work.oom_retries,
                       error=error and error.message, error_status=error and error.status)
+        if transcript is not None and work.diarizer is not None:  # the result keeps its speakers after a restart
+            fields["speaker_turns"] = turns_to_json(work.diarizer.speaker_timeline().turns)
         try:
             self.store.update(work.id, **fields)
         except Exception as failure:
@@ -322,8 +327,10 @@ class TranscriptionService:
                          oom_retries=work.oom_retries, budget_shrinks=work.budget_shrinks,
                          lowest_batch_memory_bytes=work.lowest_batch_memory_bytes)
         model = work.engine.name if work.engine is not None else self.model_name
-        return build_transcript(work.finished.values(), source=work.options.filename, model=model,
-                                stats=stats)
+        transcript = build_transcript(work.finished.values(), source=work.options.filename, model=model, stats=stats)
+        if work.diarizer is not None:  # its timeline was made by the producer before the work succeeded
+            label(transcript, words_of(work.finished.values()), work.diarizer.speaker_timeline().turns)
+        return transcript
 
     def _memory_view(self, work: Work) -> dict | None:
         """The budget as a live work sees it (under the lock): the user's, the working budget the

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from tingxie.segments import SegmentResult, TokenLogprob, piece_from_json, piece_to_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     error_status INTEGER,
     batches INTEGER NOT NULL DEFAULT 0,
-    oom_retries INTEGER NOT NULL DEFAULT 0
+    oom_retries INTEGER NOT NULL DEFAULT 0,
+    speaker_turns TEXT
 );
 CREATE TABLE IF NOT EXISTS segments (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -51,10 +52,11 @@ CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, checked_at REAL NOT N
 _MIGRATIONS = {  # from version n to n + 1
     1: "ALTER TABLE jobs ADD COLUMN batches INTEGER NOT NULL DEFAULT 0;"
        "ALTER TABLE jobs ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0;",
+    2: "ALTER TABLE jobs ADD COLUMN speaker_turns TEXT;",  # a diarized job's turns (server/speakers.py)
 }
 _COLUMNS = ("id", "state", "options", "upload_path", "audio_total_s", "audio_done_s", "segments_total",
             "created_at", "started_at", "finished_at", "processing_s", "peak_memory_bytes", "language",
-            "error", "error_status", "batches", "oom_retries")
+            "error", "error_status", "batches", "oom_retries", "speaker_turns")
 
 
 @dataclass
@@ -76,6 +78,7 @@ class JobRecord:
     error_status: int | None
     batches: int = 0
     oom_retries: int = 0
+    speaker_turns: list | None = None  # [start, end, speaker number] of a diarized job, once it succeeded
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> None:
         _check_fields(fields)
+        if fields.get("speaker_turns") is not None:
+            fields["speaker_turns"] = json.dumps(fields["speaker_turns"])
         names = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*fields.values(), job_id))
@@ -204,6 +209,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
 def _record(row: tuple) -> JobRecord:
     values = dict(zip(_COLUMNS, row))
     values["options"] = json.loads(values["options"])
+    values["speaker_turns"] = json.loads(values["speaker_turns"]) if values["speaker_turns"] else None
     return JobRecord(**values)
 
 

@@ -37,6 +37,12 @@ class RequestOptions:
     # None or "auto": the server's VAD options; else server_vad's threshold, prefix_padding_ms, silence_duration_ms
     chunking_strategy: dict | None = None
     logprobs: bool = False  # include[]=logprobs: each token of the text with its log-probability
+    # who speaks (response_format diarized_json, or diarize=true for any format): the speaker
+    # count fields as the CLI's --speakers / --min-speakers / --max-speakers
+    diarize: bool = False
+    speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "timestamp_granularities": list(self.timestamp_granularities)}
@@ -59,6 +65,9 @@ class Work:
     decode: DecodeOptions | None = None  # its batches' decode options; None: the backend's own
     vad: VadOptions | None = None  # its speech detection (chunking_strategy); None: the server's
     engine: Any = None  # its model's models_on_demand.Engine (transcriber, scheduler), set when admitted
+    # diarize.stage.Diarizer of a diarized work: fed its segments by the producer, which also
+    # clusters them once all are decoded (the timeline is ready before the work can succeed)
+    diarizer: Any = None
     created_at: float = field(default_factory=time.time)
     state: str = "queued"
     pending: deque = field(default_factory=deque)  # decoded AudioSegments not yet batched

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tingxie.errors import TingxieError
-from tingxie.options import BatchOptions, DecodeOptions, parse_batch_size
+from tingxie.options import BatchOptions, DecodeOptions, DiarizeOptions, parse_batch_size
 from tingxie.segments import Transcript
 from tingxie.server.api_errors import ApiError
 from tingxie.server.app import probe_upload
@@ -39,17 +39,24 @@ class PageChoices:
     language: str | None = None  # None: detected per window
     batch_size_s: float | None = None  # None: automatic (budgeted) batching
     memory_budget: str | None = None
+    diarize: bool = False  # label who speaks
+    speakers: int | None = None  # with diarize: exactly this many; None: found from the audio
     prompt: str | None = None  # Whisper's initial prompt: names, terms, the style of the text
     temperature: float | None = None  # None or 0: the server's (0, then higher where decoding fails)
     word_timestamps: bool = False  # each word's times in the JSON file
 
     @classmethod
-    def parse(cls, model: str, language: str, batching: str, budget: str, *, prompt: str = "",
-              temperature: float | None = None, word_timestamps: bool = False) -> "PageChoices":
+    def parse(cls, model: str, language: str, batching: str, budget: str, diarize: bool = False,
+              speakers: float | None = None, *, prompt: str = "", temperature: float | None = None,
+              word_timestamps: bool = False) -> "PageChoices":
         try:
             language = None if not language or language.strip() == AUTO_LANGUAGE else language.strip()
+            if speakers is not None and speakers != int(speakers):
+                raise PageError(f"the number of speakers must be a whole number, not {speakers}")
+            count = int(speakers) if speakers else None  # 0 or empty: found from the audio
             choices = cls(model=(model or "").strip(), language=language,
                           batch_size_s=parse_batch_size(batching or "auto"), memory_budget=(budget or "").strip() or None,
+                          diarize=bool(diarize), speakers=count if diarize else None,
                           prompt=(prompt or "").strip() or None, temperature=temperature or None,
                           word_timestamps=bool(word_timestamps))
             if not choices.model:
@@ -58,6 +65,7 @@ class PageChoices:
             DecodeOptions(language=choices.language, initial_prompt=choices.prompt,
                           **({"temperature": choices.temperature} if choices.temperature is not None else {}))
             BatchOptions(batch_size_s=choices.batch_size_s, memory_budget=choices.memory_budget)
+            DiarizeOptions(enabled=choices.diarize, speakers=choices.speakers)
         except TingxieError as error:
             raise PageError(str(error).replace("--", "")) from None
         return choices
@@ -145,8 +153,8 @@ class PageJobs:
 
 def _request(choices: PageChoices) -> RequestOptions:
     """A server job's options from the page's choices (the API's fields, as a client sends them)."""
-    return RequestOptions(model=choices.model, language=choices.language, prompt=choices.prompt,
-                          temperature=choices.temperature,
+    return RequestOptions(model=choices.model, language=choices.language, diarize=choices.diarize,
+                          speakers=choices.speakers, prompt=choices.prompt, temperature=choices.temperature,
                           timestamp_granularities=("segment", "word") if choices.word_timestamps else ())
 
 

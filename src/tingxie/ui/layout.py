@@ -45,6 +45,10 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                                           elem_id="batching")
                     budget = gr.Textbox("", label="Memory budget (e.g. 2GiB, 50%; empty: automatic)",
                                         elem_id="budget")
+                    with gr.Row():
+                        diarize = gr.Checkbox(False, label="Label speakers", elem_id="diarize")
+                        speakers = gr.Number(0, precision=0, minimum=0, label="Speakers (0: find out)",
+                                             elem_id="speakers")
                     prompt = gr.Textbox("", label="Prompt (names, terms, the style to follow; empty: none)",
                                         elem_id="prompt")
                     with gr.Row():
@@ -74,13 +78,14 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                                         label="Speed against peak memory", elem_id="bench-plot")
         timer = gr.Timer(1.0)
 
-        def on_start(file, recording, model, language, batching, budget, prompt, temperature, word_times):
+        def on_start(file, recording, model, language, batching, budget, diarize, speakers, prompt, temperature,
+                     word_times):
             source = file or recording
             if not source:
                 return "Choose a file or record first.", gr.skip(), gr.skip()
             try:
                 source = str(uploaded_file(source))  # never a path the client named (file_guard.py)
-                choices = PageChoices.parse(model, language, batching, budget, prompt=prompt,
+                choices = PageChoices.parse(model, language, batching, budget, diarize, speakers, prompt=prompt,
                                             temperature=temperature, word_timestamps=word_times)
                 name = Path(file).name if file else "recording.wav"
                 job_id = jobs.submit(source, name, choices)
@@ -145,7 +150,8 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                 jobs.cancel(job_id)
 
         live = [status, transcript, results, shown, *downloads]
-        start.click(on_start, [upload, record, model, language, batching, budget, prompt, temperature, word_times],
+        start.click(on_start, [upload, record, model, language, batching, budget, diarize, speakers, prompt,
+                               temperature, word_times],
                     [status, job, recent]) \
             .then(None, [job], None, js=SET_URL_JOB)
         timer.tick(refresh, [job, shown], live, show_progress="hidden")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from tingxie.errors import TingxieError
-from tingxie.options import TranscribeOptions
+from tingxie.options import DiarizeOptions, TranscribeOptions
 from tingxie.engine.pipeline import Transcriber
 from tingxie.memory.resources import peak_rss_bytes
 from tingxie.segments import Transcript
@@ -27,6 +27,7 @@ from tingxie.server.form import remove_quietly
 from tingxie.server.formats import words_of
 from tingxie.server.limits import duration_error
 from tingxie.server.job_view import record_view, stored_transcript
+from tingxie.server.speakers import turns_of_labelled
 from tingxie.server.store import FinishedSegment, JobStore
 
 log = logging.getLogger("tingxie.ui")
@@ -50,6 +51,7 @@ def transcribe_options(options: dict, base: TranscribeOptions | None = None) -> 
                                    timestamps=base.decode.timestamps or bool(options.get("word_timestamps"))),
         batch=dataclasses.replace(base.batch, batch_size_s=options.get("batch_size_s"),
                                   memory_budget=options.get("memory_budget")),
+        diarize=DiarizeOptions(enabled=options.get("diarize", False), speakers=options.get("speakers")),
     )
 
 
@@ -170,7 +172,8 @@ class PageRunner:
                   audio_done_s=stats.audio_seconds, processing_s=earlier_s + stats.wall_seconds,
                   peak_memory_bytes=stats.peak_rss_bytes, segments_total=stats.segments,
                   language=transcript.language, batches=record.batches + stats.batches,
-                  oom_retries=record.oom_retries + stats.oom_retries)
+                  oom_retries=record.oom_retries + stats.oom_retries,
+                  speaker_turns=turns_of_labelled(transcript.segments) if record.options.get("diarize") else None)
 
     def _end(self, job_id: str, upload: Path, *, state: str, error: str | None = None, status: int | None = None,
              **fields) -> None:

@@ -53,12 +53,14 @@ def figures(view: dict | None) -> str:
 
 
 def timed_text(transcript: Transcript) -> str:
-    """One line per piece: [start → end] text (the subtitles' rounded times)."""
+    """One line per piece: [start → end] text (the subtitles' rounded times); diarized, the
+    speaker before the text, as the srt file has it."""
     lines = []
     for piece in transcript.segments:
         if has_text(piece):
             start, end = cue_span(piece)
-            lines.append(f"[{clock(start, '.')} → {clock(end, '.')}]  {cue_text(piece.text)}")
+            who = f"{piece.speaker}: " if piece.speaker else ""
+            lines.append(f"[{clock(start, '.')} → {clock(end, '.')}]  {who}{cue_text(piece.text)}")
     return "\n".join(lines)
 
 
