@@ -33,8 +33,10 @@ from tingxie.options import DecodeOptions, ModelOptions
 from tingxie.memory.resources import usable_cpus
 from tingxie.segments import AudioSegment, SegmentResult, TextSegment
 from tingxie.planner.shapes import InputShape, ShapeRule
+from tingxie.engine.packing import remainder, resume_point
 from tingxie.backends.base import Backend, is_out_of_memory, out_of_memory
 from tingxie.backends.whisper.decoding import decode_windows
+from tingxie.backends.whisper.guards import UNREAD_SPEECH_S, reads_slowly, stopped_early
 from tingxie.backends.whisper.logprobs import TokenBytes, token_logprobs
 from tingxie.backends.whisper.timing import TimedWord, align, align_words, closes_previous, cues
 
@@ -176,29 +178,36 @@ class WhisperBackend(Backend):
                           language=lang, tokens=tuple(window.tokens), words=words, logprobs=token_scores)
             for item, (pieces, words), lang, window, token_scores in zip(batch, timed, languages, decoded, logprobs)
         ]
-        for i, (item, text, tokenizer) in enumerate(zip(batch, texts, tokenizers_)):
-            if text and _ended_early(item, len(tokenizer.decode(text).split())):
-                results[i] = self._span_by_span(item, decode, results[i])
+        last = self._last_words(batch, encoded, texts, tokenizers_, aligned)
+        unread = [i for i, word in enumerate(last) if word is not None and stopped_early(batch[i].duration, word.end)]
+        if unread:
+            # The decoder closed these texts with speech still unread (guards.stopped_early): the
+            # rest of each, from where its text stopped, decoded together as windows of their own
+            # and checked again the same way; a clean file aligns and decodes nothing more.
+            rests = self._transcribe([remainder(batch[i], resume_point(batch[i], last[i].start, last[i].end))
+                                      for i in unread], decode)
+            for i, rest in zip(unread, rests):
+                results[i] = _followed_by(results[i], rest)
         return results
 
-    def _span_by_span(self, item: AudioSegment, decode: DecodeOptions, packed: SegmentResult) -> SegmentResult:
-        """A packed window whose text stopped early: its first speech span decoded alone and the
-        rest as a window of its own (checked again the same way); the packed result where that
-        gives no more words."""
-        (_, first_start, first_length), rest = item.parts[0], item.parts[1:]
-        cut = rest[0][0]
-        spans = [AudioSegment(item.index, first_start, first_start + first_length,
-                              item.samples[:int(first_length * SAMPLE_RATE)]),
-                 AudioSegment(item.index, rest[0][1], rest[-1][1] + rest[-1][2], item.samples[int(cut * SAMPLE_RATE):],
-                              tuple((at - cut, start, length) for at, start, length in rest) if len(rest) > 1 else ())]
-        alone = self._transcribe(spans, decode)
-        words = sum(len(p.text.split()) for r in alone for p in r.pieces)
-        if words <= sum(len(p.text.split()) for p in packed.pieces):
-            return packed
-        return SegmentResult(item.index, tuple(p for r in alone for p in r.pieces), language=packed.language,
-                             tokens=tuple(t for r in alone for t in r.tokens),
-                             words=tuple(w for r in alone for w in r.words),
-                             logprobs=tuple(t for r in alone for t in r.logprobs))
+    def _last_words(self, batch, encoded, texts, tokenizers_, aligned) -> list[TimedWord | None]:
+        """Each window's last word, aligned (seconds into its samples: where its text ends); None
+        where there is nothing to measure (no text, or less speech than could be left unread)
+        and, without word times, where the text reads fast enough not to have stopped early: only
+        the slow ones are aligned for it."""
+        measured = [bool(text) and item.duration >= UNREAD_SPEECH_S for item, text in zip(batch, texts)]
+        if aligned is None:
+            measured = [wanted and reads_slowly(item.duration, len(tok.decode(text).split()))
+                        for wanted, item, text, tok in zip(measured, batch, texts, tokenizers_)]
+            if not any(measured):
+                return [None] * len(batch)
+            aligned = self._align(batch, encoded, [t if wanted else [] for t, wanted in zip(texts, measured)],
+                                  tokenizers_)
+        last: list[TimedWord | None] = []
+        for wanted, result, text, tokenizer in zip(measured, aligned, texts, tokenizers_):
+            words = align_words([result], [text], tokenizer)[0] if wanted else []
+            last.append(words[-1] if words else None)
+        return last
 
     def _align(self, batch, encoded, texts, tokenizers_) -> list:
         """Each item's align result (None for an empty text): one align call per language in
@@ -266,17 +275,10 @@ def _absolute_words(item: AudioSegment, words: list[TimedWord]) -> tuple[TextSeg
     return tuple(out)
 
 
-# Whisper decoding a window of several packed speech spans without timestamp tokens sometimes
-# ends the text after the first span (a pause reads as the end): jfk's sentence after LJ001-0016
-# in tests/test_resume.py's input, a passage of real_en_long over a telephone line
-# (docs/benchmarks.md). Read speech runs at 2-3 words a second; under one a second over 10 s
-# of speech, the window's first span is decoded alone and the rest again as a window.
-EARLY_END_WORDS_PER_S = 1.0
-EARLY_END_MIN_S = 10.0
-
-
-def _ended_early(item: AudioSegment, words: int) -> bool:
-    return len(item.parts) > 1 and item.duration >= EARLY_END_MIN_S and words < EARLY_END_WORDS_PER_S * item.duration
+def _followed_by(first: SegmentResult, rest: SegmentResult) -> SegmentResult:
+    """A window's result with the result of its rest (decoded again) after it."""
+    return dataclasses.replace(first, pieces=first.pieces + rest.pieces, tokens=first.tokens + rest.tokens,
+                               words=first.words + rest.words, logprobs=first.logprobs + rest.logprobs)
 
 
 def _piece(item: AudioSegment, start: float, end: float, text: str) -> tuple[TextSegment, ...]:
