@@ -10,8 +10,9 @@ scores the JSON's speaker segments against the turns (missed speech, false alarm
 speech), so the stage's own turns, which the issue's DER is about, are scored too: the same VAD
 segments (tiny.en's packing) through the diarization stage in this process.
 
-    flock /tmp/tingxie-bench.lock .venv/bin/python bench/bench_diarize.py [--cases tuned,held-out]
+    flock /tmp/tingxie-bench.lock .venv/bin/python bench/bench_diarize.py [--cases "tuned;held-out"]
     flock /tmp/tingxie-bench.lock .venv/bin/python bench/bench_diarize.py --timing --cases "conversation, 3"
+    flock /tmp/tingxie-bench.lock .venv/bin/python bench/bench_diarize.py --thresholds 0.64,0.69,0.74
 """
 
 from __future__ import annotations
@@ -190,6 +191,32 @@ def der_table(cases, model: str) -> None:
                   f"{stage.found_speakers} | {_split(stage)} | {_split(output)} | {stage_cpu:.1f} |", flush=True)
 
 
+def threshold_table(cases, model: str, thresholds: list[float]) -> None:
+    """The stage's DER and speaker count at each clustering threshold (windows embedded once per case)."""
+    from tingxie.audio.decode import decode_chunks
+    from tingxie.diarize.clustering import SpeakerCount, cluster, first_appearance
+    from tingxie.diarize.stage import load_encoder
+    from tingxie.diarize.timeline import chunks, smooth, turns as speaker_turns
+    from tingxie.diarize.windows import WindowEmbedder
+    from tingxie.engine.streaming import StreamState
+
+    print("| case | true | " + " | ".join(f"{value:.2f}" for value in thresholds) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in thresholds) + " |")
+    for name, path, reference in cases:
+        embedder = WindowEmbedder(load_encoder())
+        for segment in _transcriber(model).segments(decode_chunks(str(path)), StreamState()):
+            embedder.add(segment)
+        windows = embedder.finish()
+        cells = []
+        for threshold in thresholds:
+            labels = cluster(windows.matrix(), SpeakerCount(), threshold=threshold,
+                             chunks=chunks(windows.starts, windows.ends))
+            labels = first_appearance(smooth(windows.starts, windows.ends, labels))
+            found = score(reference, [(t.start, t.end, t.speaker) for t in speaker_turns(windows.starts, windows.ends, labels)])
+            cells.append(f"{100 * found.der:.1f}/{found.found_speakers}")
+        print(f"| {name} | {len({speaker for _, _, speaker in reference})} | " + " | ".join(cells) + " |", flush=True)
+
+
 def timing(cases, model: str, rounds: int) -> None:
     """Whole processes without and with --diarize, alternating, `rounds` of each per case."""
     print("| case | wall s without | wall s with | CPU s without | CPU s with | ratio of median walls | "
@@ -218,13 +245,15 @@ def main() -> None:
     parser.add_argument("--timing", action="store_true",
                         help="time whole processes without and with --diarize instead of scoring DER")
     parser.add_argument("--rounds", type=int, default=3, help="with --timing: runs of each, alternating")
-    parser.add_argument("--cases", default="tuned,held-out",
-                        help="comma-separated: tuned, held-out, or case names' first words (e.g. 'conversation,')")
+    parser.add_argument("--thresholds", default=None,
+                        help="comma-separated clustering thresholds: the stage's DER/count at each instead")
+    parser.add_argument("--cases", default="tuned;held-out",
+                        help="';'-separated: tuned, held-out, or the start of case names (e.g. 'conversation, 3')")
     args = parser.parse_args()
     audio = voices()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        wanted = [part.strip() for part in args.cases.split(",") if part.strip()]
+        wanted = [part.strip() for part in args.cases.split(";") if part.strip()]
         cases = []
         if "tuned" in wanted:
             cases += tuned_cases(folder, args.seconds, audio)
@@ -234,7 +263,9 @@ def main() -> None:
         if named:
             every = tuned_cases(folder, args.seconds, audio) + held_out_cases(folder, args.seconds, audio)
             cases += [case for case in every if any(case[0].startswith(part) for part in named)]
-        if args.timing:
+        if args.thresholds:
+            threshold_table(cases, args.model, [float(value) for value in args.thresholds.split(",")])
+        elif args.timing:
             timing(cases, args.model, args.rounds)
         else:
             der_table(cases, args.model)
