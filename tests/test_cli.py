@@ -81,7 +81,8 @@ def _bad_inputs(data_dir, tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "not audio", "truncated", "corrupt"])
+@pytest.mark.parametrize("case", ["missing"] + [  # a missing input is found before any model loads
+    pytest.param(case, marks=pytest.mark.slow) for case in ("empty", "not audio", "truncated", "corrupt")])
 def test_bad_input_gets_one_line_error_and_no_output(case, data_dir, tmp_path):
     path, reason = _bad_inputs(data_dir, tmp_path)[case]
     out = tmp_path / "out"

@@ -28,6 +28,10 @@ def transcribe_inputs(inputs: list[str], options: TranscribeOptions, formats: tu
         print(f"tingxie: error: -o {output_dir}: is a file, not a folder; name a folder for the outputs",
               file=sys.stderr)
         return 2
+    if not any(name == "-" or os.path.exists(name) for name in inputs):  # nothing to load a model for
+        for name in inputs:
+            print(f"tingxie: error: {name}: no such file", file=sys.stderr)
+        return 1
     try:
         transcriber = Transcriber(options)
     except TingxieError as error:
