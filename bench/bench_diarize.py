@@ -31,7 +31,7 @@ from statistics import median
 import numpy as np
 
 from tingxie.audio.decode import decode_audio
-from tingxie.benchmark.der import score
+from tingxie.benchmark.der import score, word_attribution_error
 
 SHARED = Path("/work/shared/audio/long")
 RATE = 16000
@@ -179,16 +179,19 @@ def _split(result) -> str:
 
 def der_table(cases, model: str) -> None:
     print("| case | audio s | speakers (true / found) | DER % of the stage's turns (missed / false alarm / "
-          "confusion) | DER % of the output segments (missed / false alarm / confusion) | stage CPU s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          "confusion) | DER % of the output segments (missed / false alarm / confusion) | words given to the "
+          "wrong speaker % | stage CPU s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for name, path, turns in cases:
             _, _, document = run(path, Path(tmp), model, diarize=True)
             output = score(turns, [(s["start"], s["end"], s["speaker"]) for s in document["segments"]])
+            words = [(w["start"], w["end"], w["speaker"]) for s in document["segments"] for w in s.get("words", [])]
             hypothesis, stage_cpu = stage_turns(path, model)
             stage = score(turns, hypothesis)
             print(f"| {name} | {document['stats']['audio_duration_s']:.0f} | {stage.reference_speakers} / "
-                  f"{stage.found_speakers} | {_split(stage)} | {_split(output)} | {stage_cpu:.1f} |", flush=True)
+                  f"{stage.found_speakers} | {_split(stage)} | {_split(output)} | "
+                  f"{100 * word_attribution_error(turns, words):.1f} | {stage_cpu:.1f} |", flush=True)
 
 
 def threshold_table(cases, model: str, thresholds: list[float]) -> None:

@@ -188,6 +188,16 @@ def test_cli_flags_build_diarize_options():
     assert TranscribeOptions.from_dict(options.to_dict()) == options
 
 
+def test_word_attribution_counts_who_said_a_word_by_its_start():
+    from tingxie.benchmark.der import word_attribution_error
+
+    reference = [(0.0, 5.0, "a"), (5.5, 12.0, "b")]
+    stretched = [(1.0, 1.4, "x"), (4.6, 11.0, "x")]  # a word said by "a" stretched over b's speech
+    assert word_attribution_error(reference, stretched) == 0.0
+    assert word_attribution_error(reference, [(1.0, 1.4, "x"), (4.6, 11.0, "y"), (6.0, 6.4, "y")]) == pytest.approx(1 / 3)
+    assert word_attribution_error(reference, [(1.0, 1.4, "y"), (6.0, 6.4, "x")]) == 0.0  # names are mapped
+
+
 def test_der_counts_missed_false_alarm_and_confusion():
     reference = [(0.0, 10.0, "a"), (10.0, 20.0, "b")]
     assert score(reference, [(0.0, 10.0, "x"), (10.0, 20.0, "y")]).der == 0.0

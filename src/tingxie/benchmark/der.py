@@ -84,3 +84,29 @@ def _best_matching(refs, hyps, shared) -> float:
     for chosen in itertools.permutations(refs, len(hyps)):
         best = max(best, sum(shared[r, h] for r, h in zip(chosen, hyps)))
     return best
+
+
+def word_attribution_error(reference: Sequence[Turn], words: Sequence[Turn], probe_s: float = 1.0) -> float:
+    """Share of words given to the wrong speaker: who said a word is who speaks most during its
+    first `probe_s` in the reference (a recogniser may stretch a word over speech it skipped);
+    hypothesis speakers are mapped one-to-one to reference speakers to agree on most words.
+    Time-based DER credits a stretched word's segment with the other voice's untranscribed speech;
+    this counts whether the text is put in the right mouth."""
+    said = []
+    for start, end, speaker in words:
+        stop = min(end, start + probe_s)
+        overlap: dict = {}
+        for ref_start, ref_end, ref_speaker in reference:
+            shared = min(stop, ref_end) - max(start, ref_start)
+            if shared > 0:
+                overlap[ref_speaker] = overlap.get(ref_speaker, 0.0) + shared
+        if overlap:
+            said.append((max(sorted(overlap, key=str), key=lambda name: overlap[name]), speaker))
+    if not said:
+        return 0.0
+    refs = sorted({ref for ref, _ in said}, key=str)
+    hyps = sorted({hyp for _, hyp in said}, key=str)
+    agree = {(r, h): 0.0 for r in refs for h in hyps}
+    for ref, hyp in said:
+        agree[ref, hyp] += 1
+    return 1.0 - _best_matching(refs, hyps, agree) / len(said)
