@@ -6,6 +6,10 @@ reader), the clip tests/test_diarize_audio.py builds.
 
 from __future__ import annotations
 
+import json
+import shutil
+import sqlite3
+
 import httpx
 import numpy as np
 import openai  # the dev extra: missing fails, never skips
@@ -17,6 +21,7 @@ from test_server_helpers import server, wait_for
 from tingxie.audio.decode import decode_audio
 from tingxie.engine.pipeline import Transcriber
 from tingxie.options import DiarizeOptions, ModelOptions, TranscribeOptions
+from tingxie.server.store import JobStore
 from tingxie.server.work import RequestOptions
 
 GAP_S = 0.6
@@ -183,3 +188,33 @@ def test_a_diarized_job_keeps_its_speakers_after_a_restart(tiny_transcriber, tmp
     assert [(s["speaker"], s["text"]) for s in after["segments"]] == [(s.speaker, s.text) for s in diarized.segments]
     assert "Speaker 1: " in subtitles and "Speaker 2: " in subtitles
     assert not_diarized.status_code == 400 and not_diarized.json()["error"]["param"] == "format"
+
+
+def test_a_resumed_diarized_job_finds_the_same_speakers(tiny_transcriber, tmp_path, conversation, diarized):
+    """A job cut off after its first segments: the restarted server embeds all its audio again
+    (the stored segments' too) and labels the whole transcript as an uninterrupted run does."""
+    with server(tiny_transcriber, tmp_path) as (url, _):
+        with open(conversation[0], "rb") as audio:
+            job = httpx.post(url + "/v1/jobs", files={"file": ("talk.flac", audio)}, timeout=60,
+                             data={"response_format": "diarized_json"}).json()["id"]
+        wait_for(lambda: httpx.get(f"{url}/v1/jobs/{job}").json()["state"] == "succeeded", timeout_s=300, interval_s=0.2)
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    stored = db.execute("SELECT COUNT(*) FROM segments WHERE job_id = ?", (job,)).fetchone()[0]
+    uninterrupted = json.loads(db.execute("SELECT speaker_turns FROM jobs WHERE id = ?", (job,)).fetchone()[0])
+    assert stored >= 2 and len(uninterrupted) >= 2
+    with db:  # as if killed halfway: running, its later segments and its turns not yet written, its upload kept
+        upload = tmp_path / "uploads" / f"{job}.upload"
+        shutil.copyfile(conversation[0], upload)
+        db.execute("DELETE FROM segments WHERE job_id = ? AND idx >= ?", (job, stored // 2))
+        db.execute("UPDATE jobs SET state = 'running', finished_at = NULL, speaker_turns = NULL, upload_path = ? "
+                   "WHERE id = ?", (str(upload), job))
+    db.close()
+    with server(tiny_transcriber, tmp_path) as (url, _):
+        wait_for(lambda: httpx.get(f"{url}/v1/jobs/{job}").json()["state"] == "succeeded", timeout_s=300, interval_s=0.2)
+        resumed = httpx.get(f"{url}/v1/jobs/{job}/result").json()
+    # the same voice vectors, so the same speaker turns to the sample; and the answer's turns
+    # (a re-decoded window's text may be cut into pieces differently: compared as turns)
+    assert JobStore(tmp_path / "jobs.db").get(job).speaker_turns == uninterrupted
+    segments = [TranscriptionDiarized.model_validate(resumed).segments, diarized.segments]
+    assert [speaker for speaker, _, _ in turns(segments[0])] == [speaker for speaker, _, _ in turns(segments[1])]
+    assert_turns_in_place(segments[0], conversation[1])

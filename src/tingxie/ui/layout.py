@@ -110,6 +110,8 @@ def build_page(jobs: PageJobs, models: list[str], bench_results: Path | None = N
                 if shown_id == job_id:
                     return status_text, gr.skip(), numbers, shown_id, *([gr.skip()] * len(FORMATS))
                 done = jobs.transcript(job_id)
+                if done is None:  # the live view says done a moment before the final row is written
+                    return status_text, gr.skip(), numbers, shown_id, *([gr.skip()] * len(FORMATS))
                 files = result_files(done, job_id, view["filename"])
                 buttons = [gr.update(value=str(files[fmt]), interactive=True) for fmt in FORMATS]
                 return status_text, timed_text(done), numbers, job_id, *buttons
