@@ -267,3 +267,37 @@ def test_a_preload_the_budget_cannot_hold_stops_the_start_naming_the_numbers(tmp
     assert message.startswith("--preload fake-huge: model 'fake-huge' does not fit the memory budget of 560.0 MiB")
     assert "300.0 MiB" in message and "\n" not in message
     assert all(not engine.scheduler.alive for engine in service.models.engines.values())  # stopped, nothing left running
+
+
+def test_a_model_that_would_run_leaner_beside_idle_ones_loads_again_as_asked_alone(tmp_path):
+    """A Transcriber fits its execution to the room it finds (Transcriber._fit_execution: fewer
+    replicas where the budget is short). Loaded on demand beside idle models, it would run
+    leaner only because of them: the pool unloads the idle ones and loads it again as asked.
+    (The fake loader makes the leaner choice where another model is resident, as the real fit
+    does under a budget for one.)"""
+    import dataclasses
+
+    probe = LedgerProbe()
+    load = fake_models(probe, 800)
+    loads = []
+
+    def load_fitting(name):
+        transcriber = load(name)
+        others = len(probe.models) - 1
+        if others:  # another model resident: the room left is short of the default execution
+            leaner = dataclasses.replace(transcriber.options.model, replicas=1)
+            transcriber.options = dataclasses.replace(transcriber.options, model=leaner)
+        loads.append((name, others))
+        return transcriber
+
+    with server(load_fitting("fake-a"), tmp_path, models=("fake-b",)) as (url, service):
+        service.models.loader = load_fitting
+        service.models.weights_of = lambda name: 200 * MiB
+        with httpx.Client(base_url=url, timeout=60) as client:
+            answer = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", short_flac())},
+                                 data={"model": "fake-b"})
+            assert answer.status_code == 200 and answer.json()["text"].startswith("fake-b said")
+        assert service.models.loaded() == ["fake-b"]
+        loaded = service.models.engines["fake-b"].transcriber
+        assert loaded.options.model == loaded.requested_options.model  # as asked, not leaner
+    assert loads == [("fake-a", 0), ("fake-b", 1), ("fake-b", 0)]

@@ -157,10 +157,16 @@ class ModelPool:
                           lambda: f"its weights are {format_bytes(weights)} and "
                                   f"{format_bytes(max(0, self._free_bytes()))} of the budget is free")
         started = time.perf_counter()
-        try:
-            transcriber = self.loader(name)
-        except TingxieError as error:
-            raise bad_request(f"model {name!r} cannot be loaded: {error}", param="model", code="model_not_loadable") from None
+        transcriber = self._loaded(name)
+        idle = [engine for engine in self.engines.values() if engine.idle()]
+        if transcriber.options.model != transcriber.requested_options.model and idle:
+            # It fitted its execution to the room the other models leave (fewer replicas,
+            # slower) while idle ones could make room: they go, and it loads again as asked.
+            transcriber.backend.unload()
+            transcriber = None
+            for engine in idle:
+                self._unload(engine, reason=f"room for {name} as asked")
+            transcriber = self._loaded(name)
         planner, shape = transcriber.memory, transcriber.backend.shape
         if planner is not None:  # then room for one batch of one window beside all that is resident
             try:
@@ -184,6 +190,12 @@ class ModelPool:
         log.info("model loaded", extra={"fields": {"model": name, "seconds": round(time.perf_counter() - started, 2),
                                                    "loaded": list(self.engines)}})
         return engine
+
+    def _loaded(self, name: str) -> Transcriber:
+        try:
+            return self.loader(name)
+        except TingxieError as error:
+            raise bad_request(f"model {name!r} cannot be loaded: {error}", param="model", code="model_not_loadable") from None
 
     def _free_up(self, name: str, fits: Callable[[], bool], numbers: Callable[[], str]) -> None:
         """Unload idle models, least recently used first, until fits(); while only busy ones
