@@ -135,9 +135,10 @@ def limit_malloc_arenas(arenas: int = SERVER_MALLOC_ARENAS) -> bool:
 
     glibc gives threads up to 8 arenas per core; each keeps the memory its threads freed, in
     pieces it cannot hand back. A server after 50 concurrent clients stayed 117 MiB above its
-    baseline that way (issue 20; docs/benchmarks.md); with 2 arenas it came back to it.
-    MALLOC_ARENA_MAX in the environment is the user's choice and is left alone. False where
-    there is no glibc."""
+    baseline that way (issue 20; docs/benchmarks.md); with 2 arenas it came back to it. Call it
+    early: glibc fixes its limit when the arenas first outnumber 8, and arenas made before the
+    call stay in use. MALLOC_ARENA_MAX in the environment is the user's choice and is left
+    alone. False where there is no glibc."""
     if os.environ.get("MALLOC_ARENA_MAX") or _MALLOPT is None:
         return False
     return bool(_MALLOPT(M_ARENA_MAX, arenas))

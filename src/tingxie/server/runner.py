@@ -25,7 +25,7 @@ Mount = Callable[[object, TranscriptionService], None]  # adds routes to the Fas
 
 
 def build(transcriber: Transcriber, config: ServerConfig, mount: Mount | None = None) -> tuple[object, TranscriptionService]:
-    limit_malloc_arenas()  # before the server's threads exist: their freed memory comes back (issue 20)
+    limit_malloc_arenas()  # before the server's threads exist (`tingxie serve` sets it before the model loads)
     metrics = Metrics()
     service = TranscriptionService(transcriber, config, metrics)
     _register(metrics, service)
