@@ -77,6 +77,7 @@ def test_a_looping_window_is_decoded_again_and_the_loop_is_gone(looping_clip, ti
     assert longest_repeat(_words(guarded.text)) < 4, guarded.text
 
 
+@pytest.mark.slow  # a real model end to end
 def test_noise_and_tones_without_speech_give_no_text():
     rng = np.random.default_rng(0)
     t = np.arange(30 * 16000) / 16000
@@ -182,6 +183,7 @@ def test_hotwords_come_before_the_initial_prompt_in_the_decoders_prompt():
     assert len(long) <= 448 // 2 + len(tokenizer.sot_sequence) + 1
 
 
+@pytest.mark.slow  # a real model end to end
 def test_hotwords_help_a_name_through(data_dir):
     # tiny.en hears "comfy eye" in this clip; told the name, it writes the name
     samples = decode_audio(data_dir / "hotwords.mp3")

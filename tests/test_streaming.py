@@ -52,6 +52,7 @@ def bursts_probabilities(bursts):
     return np.concatenate([probs.push(bursts), probs.flush()])
 
 
+@pytest.mark.slow  # Silero over minutes of audio
 @settings(max_examples=40, deadline=None)
 @given(sizes=st.lists(st.integers(1, 40000), min_size=1, max_size=5),
        max_segment=st.sampled_from([3.0, 8.0, 30.0]))
@@ -64,6 +65,7 @@ def test_segments_are_the_same_whatever_the_chunk_sizes(bursts, sizes, max_segme
         np.testing.assert_array_equal(a.samples, b.samples)
 
 
+@pytest.mark.slow  # Silero over minutes of audio
 def test_audio_held_stays_bounded_on_a_long_stream(bursts):
     # 20 minutes of real speech bursts: what is held must not grow with the length.
     chunk = np.resize(bursts, 30 * 16000)

@@ -68,6 +68,7 @@ def test_the_default_model_ships_with_faster_whisper_and_blocks_are_exact(jfk, l
     np.testing.assert_array_equal(probabilities(jfk, SEQUENTIAL), expected)
 
 
+@pytest.mark.slow  # Silero over minutes of real recordings
 def test_the_cut_model_gives_exactly_the_whole_models_probabilities(jfk, long_english):
     own = silero_own_file()
     assert silero_model(str(own)).is_cut
@@ -164,6 +165,7 @@ def test_empty_input_gives_nothing():
     assert SpeechDetector(VadOptions(), layout=SMALL).finish() == []
 
 
+@pytest.mark.slow  # Silero over minutes of real recordings
 def test_lanes_find_nearly_the_same_speech_on_real_recordings(jfk, long_english):
     # Not exact: a fresh lane's state converges over tens of seconds, not over its warm-up.
     # LANES was measured on Silero's own file: on jfk the spans are the same; on 4.5 min of

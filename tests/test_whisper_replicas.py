@@ -25,6 +25,7 @@ def _backend(replicas: int) -> WhisperBackend:
                                                               replicas=replicas), DecodeOptions())
 
 
+@pytest.mark.slow  # a real model end to end
 def test_two_replicas_give_exactly_one_replicas_results_in_order(data_dir, monkeypatch):
     clips = sorted((data_dir / "ljspeech").glob("*.flac"))[:4] + [data_dir / "jfk.flac"]
     batch = []
