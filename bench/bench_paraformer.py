@@ -1,27 +1,27 @@
-"""Paraformer-large on CPU: tingxie (fp32, bf16, int8) against FunASR's AutoModel.generate.
+"""Paraformer-large: tingxie against FunASR's AutoModel.generate, on a CPU or a CUDA GPU.
 
-    .venv/bin/python bench/bench_paraformer.py --runs 3
+    .venv/bin/python bench/bench_paraformer.py --runs 3                       # CPU: fp32, bf16, int8
+    python bench/bench_paraformer.py --device cuda --repeat 6 --runs 2        # GPU: FunASR's batch_size_s sweep
 
 No weights can be downloaded here, so the model is Paraformer-large's architecture at its real
 size (BiCifParaformer: SANM encoder of 50 layers, d=512, 4 heads, FFN 2048; decoder of 16
 layers; vocabulary 8404), built from FunASR's template configuration with random weights and
-saved in FunASR's model-directory format (built once, into --work). Compute and memory do not
-depend on the weights' values.
+saved in FunASR's model-directory format (built once, into --work, with its ONNX graphs).
+Compute and memory do not depend on the weights' values.
 
-Both sides get the same speech segments: Silero VAD (tingxie's) spans of the recording, rounded
-to whole milliseconds. FunASR's VAD step is replaced by a stand-in that returns those spans, so
-AutoModel.generate runs its own inference_with_vad on them (one segment at a time on CPU, as it
-does) with ncpu set to the usable CPUs. tingxie runs them through its Transcriber (transcribe_segments):
-planner batches sized by the start-up memory profile, the backend's batched inference.
-Neither side punctuates. Every run is a fresh child process; its peak RSS is read by the parent
-from os.wait4; systems are interleaved round-robin and each ratio is taken within one round.
-Speed is audio seconds per second of transcription (model loading excluded, reported apart).
-tingxie's default (--engine auto) runs fp32 and int8 encoders and decoders through ONNX Runtime
-(exported once, before anything is timed); bf16 runs in torch. On request (--systems ...):
-tingxie-fp32-torch / tingxie-int8-torch, the same in torch; tingxie-fp32-sequential, torch fp32
-with a batch's items one after another on all threads (item_workers = 1) instead of side by
-side on one thread each; tingxie-fp32-budget / tingxie-int8-budget, tingxie given a memory
-budget of 0.6x FunASR's peak RSS in the same round (funasr must come first).
+Every run is a case of tingxie's benchmark harness (tingxie.benchmark.runner.run_once): a fresh
+child process, its peak read from outside (the child's VmHWM; on a GPU, torch's peak reserved
+bytes, which both sides allocate through). Systems run round-robin, each ratio taken within one
+round. Both sides get the same speech segments: Silero's spans of the input (--seconds of
+--audio, --repeat times), found at load; FunASR's VAD model is replaced by a stand-in returning
+them, so AutoModel.generate runs its own inference_with_vad on them (one segment at a time on a
+CPU, batch_size_s groups on a GPU), and tingxie runs them through Transcriber.transcribe_segments.
+Neither side punctuates. Speed is audio seconds per second of transcription (loading excluded).
+
+Systems: `funasr` (batch_size_s 300, its default) or `funasr-N` (batch_size_s N); `tingxie-P`
+with P one of fp32, fp16, bf16, int8, then optionally `-torch` (the encoder and decoder in torch
+where --engine auto would run ONNX Runtime) and `-budget` (--memory-budget at 0.6x the peak of
+the first FunASR system in the same round on a CPU, at that peak on a GPU).
 """
 
 from __future__ import annotations
@@ -29,196 +29,218 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # funasr_random_model: the random-weight builder
 
+from tingxie.benchmark.spec import CaseSpec  # noqa: E402  (no heavy import: the parent stays small)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AUDIO = ROOT.parent / "shared" / "audio" / "long" / "zh_long.flac"
-SYSTEMS = ("funasr", "tingxie-fp32", "tingxie-bf16", "tingxie-int8")
-# on request only: a batch's items one after another on all threads, not side by side
-SEQUENTIAL = "tingxie-fp32-sequential"
-# on request only: the encoder in torch where the default (--engine auto) runs it in ONNX Runtime
-TORCH_ENGINE = ("tingxie-fp32-torch", "tingxie-int8-torch")
-# on request only: --memory-budget at BUDGET_SHARE of FunASR's peak RSS in the same round
-# (funasr must be among the systems, before these)
-BUDGET_SHARE = 0.6
-BUDGETED = ("tingxie-fp32-budget", "tingxie-int8-budget")
-EXTRA = (SEQUENTIAL,) + TORCH_ENGINE + BUDGETED
-# system -> (compute type, engine)
-COMPUTE = {"tingxie-fp32": ("float32", "auto"), "tingxie-bf16": ("bfloat16", "auto"), "tingxie-int8": ("int8", "auto"),
-           SEQUENTIAL: ("float32", "torch"), "tingxie-fp32-torch": ("float32", "torch"),
-           "tingxie-int8-torch": ("int8", "torch"), "tingxie-fp32-budget": ("float32", "auto"),
-           "tingxie-int8-budget": ("int8", "auto")}
+DEFAULT_SYSTEMS = {"cpu": ("funasr", "tingxie-fp32", "tingxie-bf16", "tingxie-int8"),
+                   "cuda": ("funasr-60", "funasr-300", "funasr-600", "tingxie-fp32", "tingxie-fp32-budget",
+                            "tingxie-fp16", "tingxie-bf16")}
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
+SYSTEM = re.compile(r"^(?:funasr(?:-(?P<batch_s>\d+))?|tingxie-(?P<precision>fp32|fp16|bf16|int8)"
+                    r"(?P<torch>-torch)?(?P<budget>-budget)?)$")
+BUDGET_SHARE = {"cpu": 0.6, "cuda": 1.0}  # of the first FunASR system's peak, same round
+GiB = 2**30
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--audio", type=Path, default=DEFAULT_AUDIO)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tingxie-bench-paraformer",
-                   help="where the random model, the spans and the profile cache live")
+                   help="where the random model, the input and the caches live")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS + EXTRA)
+    p.add_argument("--systems", nargs="+", default=None, help="default: " + "; ".join(
+        f"{device}: {' '.join(systems)}" for device, systems in DEFAULT_SYSTEMS.items()))
     p.add_argument("--seconds", type=float, default=None, help="use only the first SECONDS of the audio")
+    p.add_argument("--repeat", type=int, default=1, help="copies of the (cut) recording, one after another")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both sides (default: the usable CPUs)")
     p.add_argument("--max-batch-size", type=int, default=None, help="tingxie's --max-batch-size (default: its own)")
-    p.add_argument("--no-errors", action="store_true", help="skip the encoder relative-error measurement")
-    p.add_argument("--memory-budget", default=None, help=argparse.SUPPRESS)  # set by the parent for BUDGETED
+    p.add_argument("--no-errors", action="store_true", help="skip the encoder relative-error measurement (CPU)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds a run may take before it is killed")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "paraformer",
                    help="path stem: writes STEM.json and STEM.md")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    p.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)  # the preparation child
+    args = p.parse_args(argv)
+    args.systems = args.systems or list(DEFAULT_SYSTEMS[args.device])
+    for system in args.systems:
+        if not SYSTEM.match(system):
+            p.error(f"--systems {system}: use funasr, funasr-N, or tingxie-{{fp32,fp16,bf16,int8}}[-torch][-budget]")
+        if system.endswith("-budget") and not any(s.startswith("funasr") for s in args.systems[: args.systems.index(system)]):
+            p.error(f"--systems {system}: its budget is a share of FunASR's peak: put a funasr system before it")
+    return args
 
 
-# --- preparation (in the parent) ------------------------------------------------------------
+# --- preparation: the model, its ONNX graphs and the input, made once ----------------------
 
-def prepare(args) -> tuple[Path, Path, float]:
-    """The model directory and the spans file, made once; the audio's duration."""
-    args.work.mkdir(parents=True, exist_ok=True)
-    model_dir = args.work / "paraformer-large-random"
-    spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
-    if not (model_dir / "model.pt").is_file() or not spans_path.is_file() or not _exported(args.work, model_dir):
-        subprocess.run([sys.executable, __file__, "--child", "prepare", "--audio", str(args.audio),
-                        "--work", str(args.work)] + (["--seconds", str(args.seconds)] if args.seconds else []),
-                       check=True)
-    spans = json.loads(spans_path.read_text())
-    return model_dir, spans_path, spans["audio_s"]
+def model_dir(args) -> Path:
+    return args.work / "paraformer-large-random"
 
 
-def _exported(work: Path, model_dir: Path) -> bool:
-    os.environ.setdefault("TINGXIE_CACHE_DIR", str(work / "cache"))
-    from tingxie.backends.paraformer.onnx_export import PARTS, export_dir, part_file
-
-    folder = export_dir(model_dir, model_dir / "model.pt")
-    return all((folder / part_file(part, int8)).is_file() for part in PARTS for int8 in (False, True))
+def cache_dir(args) -> Path:
+    return args.work / "cache"
 
 
-def child_prepare(args) -> None:
+def input_path(args) -> Path:
+    return args.work / f"input-{args.audio.stem}-{args.seconds or 'all'}-x{args.repeat}.wav"
+
+
+def prepare(args) -> None:
+    """In a child (the parent stays small: its RSS at spawn is no run's floor)."""
+    if not (model_dir(args) / "model.pt").is_file() or not input_path(args).is_file():
+        command = [sys.executable, __file__, "--prepare-only", "--audio", str(args.audio), "--work", str(args.work),
+                   "--repeat", str(args.repeat), "--device", args.device]
+        subprocess.run(command + (["--seconds", str(args.seconds)] if args.seconds else []), check=True)
+
+
+def prepare_now(args) -> None:
+    import numpy as np
+    import soundfile
+
     from funasr_random_model import PARAFORMER_LARGE, chinese_vocab, save_model_dir
-    from tingxie.vad.detector import detect_speech
-
-    audio = load_audio(args)
-    model_dir = args.work / "paraformer-large-random"
-    if not (model_dir / "model.pt").is_file():
-        started = time.perf_counter()
-        tmp = args.work / "paraformer-large-random.tmp"
-        save_model_dir(tmp, PARAFORMER_LARGE, chinese_vocab(8404), audio_for_cmvn=[audio[: 60 * 16000]],
-                       confident=20.0)
-        tmp.rename(model_dir)
-        print(f"built {model_dir} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    # the ONNX encoder and decoder (--engine auto), exported once before anything is timed:
-    # the export child's peak would otherwise count in the first measured child's
-    os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
-    from tingxie.backends.paraformer.onnx_export import exported_parts
-
-    started = time.perf_counter()
-    exported_parts(model_dir, model_dir / "model.pt", int8=True)  # writes fp32 and int8
-    print(f"ONNX encoder and decoder ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    spans = [[round(s.start * 1000), round(s.end * 1000)] for s in detect_speech(audio)]
-    spans_path = args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json"
-    spans_path.write_text(json.dumps({"audio_s": len(audio) / 16000, "spans_ms": spans}))
-
-
-def load_audio(args):
     from tingxie.audio.decode import decode_audio
 
+    args.work.mkdir(parents=True, exist_ok=True)
+    os.environ["TINGXIE_CACHE_DIR"] = str(cache_dir(args))  # where the cases will look for the graphs
     audio = decode_audio(str(args.audio))
-    return audio[: int(args.seconds * 16000)] if args.seconds else audio
+    audio = audio[: int(args.seconds * 16000)] if args.seconds else audio
+    if not (model_dir(args) / "model.pt").is_file():
+        staging = args.work / "paraformer-large-random.tmp"
+        save_model_dir(staging, PARAFORMER_LARGE, chinese_vocab(8404), audio_for_cmvn=[audio[: 60 * 16000]],
+                       confident=20.0)
+        staging.rename(model_dir(args))
+    if args.device == "cpu":  # the ONNX graphs (--engine auto), exported before anything is timed
+        from tingxie.backends.paraformer.onnx_export import exported_parts
+
+        exported_parts(model_dir(args), model_dir(args) / "model.pt", int8=True)  # writes fp32 and int8
+    soundfile.write(input_path(args), np.tile(audio, args.repeat), 16000, subtype="FLOAT")
 
 
-# --- the measured children -----------------------------------------------------------------
+# --- the cases ------------------------------------------------------------------------------
 
-def child_funasr(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
-    from funasr import AutoModel
-
-    from tingxie.benchmark.funasr_case import given_spans_vad
-    from tingxie.memory.resources import usable_cpus
-
-    audio = load_audio(args)
-    started = time.perf_counter()
-    model = AutoModel(model=str(model_dir), device="cpu", ncpu=args.threads or usable_cpus(), disable_update=True,
-                      disable_pbar=True, log_level="ERROR")
-
-    model.vad_model = given_spans_vad(spans_ms)
-    loaded = time.perf_counter()
-    [result] = model.generate(input=audio)
-    done = time.perf_counter()
-    return {"load_s": loaded - started, "transcribe_s": done - loaded, "text": result["text"],
-            "segments": len(spans_ms), "batches": len(spans_ms)}
-
-
-def spans_to_segments(audio, spans_ms: list[list[int]]) -> list:
-    from tingxie.segments import AudioSegment
-
-    return [AudioSegment(i, a / 1000, b / 1000, audio[a * 16: b * 16]) for i, (a, b) in enumerate(spans_ms)]
-
-
-def tingxie_options(model_dir: Path, compute_type: str, engine: str, *, threads: int = 0,
+def tingxie_options(model: Path, compute_type: str, engine: str, *, device: str = "cpu", threads: int = 0,
                     max_batch_size: int | None = None, memory_budget: str | None = None):
     """The options tingxie runs the benchmark's model with (no punctuation, as FunASR's side)."""
     from tingxie.backends.paraformer.options import ParaformerOptions
     from tingxie.options import BatchOptions, ModelOptions, TranscribeOptions
 
-    return TranscribeOptions(model=ModelOptions(name=str(model_dir), device="cpu", compute_type=compute_type,
+    return TranscribeOptions(model=ModelOptions(name=str(model), device=device, compute_type=compute_type,
                                                 threads=threads,
                                                 paraformer=ParaformerOptions(punctuate=False, engine=engine)),
                              batch=BatchOptions(max_batch_size=max_batch_size, memory_budget=memory_budget))
 
 
-def child_tingxie(args, model_dir: Path, spans_ms: list[list[int]], compute_type: str, engine: str) -> dict:
-    from tingxie.backends.paraformer.backend import ParaformerBackend
-    from tingxie.memory.planning import MemoryPlanner
-    from tingxie.options import DecodeOptions
-    from tingxie.engine.pipeline import Transcriber
-
-    os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
-    audio = load_audio(args)
-    segments = spans_to_segments(audio, spans_ms)
-    started = time.perf_counter()
-    options = tingxie_options(model_dir, compute_type, engine, threads=args.threads,
-                              max_batch_size=args.max_batch_size, memory_budget=args.memory_budget)
-    backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
-    if args.child == SEQUENTIAL:
-        backend.item_workers = 1
-    memory = MemoryPlanner.profiled(backend, options)  # cached per model and compute type
-    transcriber = Transcriber(options, backend=backend, memory=memory)
-    loaded = time.perf_counter()
-    transcript = transcriber.transcribe_segments(segments, total_s=len(audio) / 16000)
-    done = time.perf_counter()
-    return {"load_s": loaded - started, "transcribe_s": done - loaded,
-            "text": " ".join(p.text for p in transcript.segments), "segments": transcript.stats.segments,
-            "batches": transcript.stats.batches, "oom_retries": transcript.stats.oom_retries,
-            "nan_fallbacks": backend.precision.nan_fallbacks, "engine": backend.engine}
+def case(args, system: str, budget_bytes: int | None = None) -> CaseSpec:
+    match = SYSTEM.match(system)
+    common = dict(name=system, audio=str(input_path(args)), model=str(model_dir(args)), device=args.device,
+                  threads=args.threads)
+    if match["precision"] is None:
+        return CaseSpec(kind="funasr", batch_size_s=float(match["batch_s"] or 300), **common)
+    options = tingxie_options(model_dir(args), PRECISIONS[match["precision"]], "torch" if match["torch"] else "auto",
+                              device=args.device, threads=args.threads, max_batch_size=args.max_batch_size,
+                              memory_budget=f"{budget_bytes // 2**20}MiB" if budget_bytes else None)
+    return CaseSpec(kind="tingxie", compute_type=options.model.compute_type, options=options.to_dict(),
+                    batch_size=args.max_batch_size or 0, memory_budget=options.batch.memory_budget, given_spans=True,
+                    **common)
 
 
-def child_errors(args, model_dir: Path, spans_ms: list[list[int]]) -> dict:
-    """Relative error of each engine's and precision's encoder output against torch fp32, on real speech."""
-    from tingxie.backends.paraformer.backend import ParaformerBackend
-    from funasr_random_model import encoder_relative_error
-    from tingxie.backends.paraformer.precision import cpu_has_bf16
-    from tingxie.options import DecodeOptions
+def peak_bytes(args, record) -> int:
+    if args.device == "cuda":
+        return record.extra["gpu_peak_reserved_bytes"]
+    return record.hwm_bytes or record.peak_rss_bytes
 
-    audio = load_audio(args)
-    segments = [audio[a * 16: b * 16] for a, b in spans_ms[:12]]
 
-    def backend(compute_type, engine):
-        opts = tingxie_options(model_dir, compute_type, engine, threads=args.threads).model
-        return ParaformerBackend(model_dir, "paraformer-large-random", opts, DecodeOptions())
+def run_rounds(args) -> list[dict]:
+    from tingxie.benchmark.runner import run_once
 
-    reference = backend("float32", "torch")
-    out = {"segments": len(segments), "speech_s": sum(len(s) for s in segments) / 16000}
-    for name, compute_type, engine in ERROR_ROWS:
-        if compute_type == "bfloat16" and not cpu_has_bf16():
-            continue
-        other = backend(compute_type, engine)
-        errors = [encoder_relative_error(reference, other, segments[i: i + 4]) for i in range(0, len(segments), 4)]
-        out[name] = max(errors)
-        del other
-    return out
+    env = dict(os.environ, TINGXIE_CACHE_DIR=str(cache_dir(args)))
+    for system in args.systems:  # one unmeasured load each: exports, memory profiles, page cache
+        run_once(case(args, system), prepare=True, timeout_s=args.timeout, env=env)  # a -budget one: unbudgeted
+    rounds = []
+    for number in range(1, args.runs + 1):
+        row = {}
+        for system in args.systems:
+            budget = None
+            if system.endswith("-budget"):
+                first_funasr = next(s for s in args.systems if s.startswith("funasr"))
+                budget = int(BUDGET_SHARE[args.device] * peak_bytes(args, row[first_funasr]))
+            row[system] = record = run_once(case(args, system, budget), timeout_s=args.timeout, env=env)
+            record.extra["budget_bytes"] = budget or record.extra.get("budget_bytes")
+            print(f"round {number} {system}: {record.audio_s / record.wall_s:.1f}x real time, peak "
+                  f"{peak_bytes(args, record) / GiB:.2f} GiB, load {record.load_s:.1f} s", file=sys.stderr, flush=True)
+        rounds.append(row)
+    return rounds
+
+
+# --- the report -------------------------------------------------------------------------------
+
+def agreement(reference: str, other: str) -> float:
+    """1 - the character error rate of other against reference (spaces left out: FunASR spaces
+    its words, tingxie joins Chinese without); an edit distance, so one token more or less costs
+    one character, not the rest."""
+    from tingxie.benchmark.evaluation import edit_distance
+
+    ref, got = "".join(reference.split()), "".join(other.split())
+    return 1 - edit_distance(ref, got) / max(1, len(ref))
+
+
+def summarise(args, rounds: list[dict], errors: dict | None) -> dict:
+    from tingxie.benchmark.report import cpu_model
+    from tingxie.memory.resources import usable_cpus
+
+    reference = next(s for s in args.systems if s.startswith("funasr")) if any(
+        s.startswith("funasr") for s in args.systems) else None
+    summary = {}
+    for system in args.systems:
+        runs = [row[system] for row in rounds]
+        entry = {"speed_x": statistics.median(r.audio_s / r.wall_s for r in runs),
+                 "peak_gib": statistics.median(peak_bytes(args, r) / GiB for r in runs),
+                 "load_s": statistics.median(r.load_s for r in runs),
+                 "batches": runs[-1].extra.get("batches"), "oom_retries": runs[-1].extra.get("oom_retries"),
+                 "budget_gib": (runs[-1].extra.get("budget_bytes") or 0) / GiB}
+        if reference and system != reference:
+            entry["speed_vs_funasr"] = statistics.median(row[reference].wall_s / row[system].wall_s for row in rounds)
+            entry["peak_vs_funasr"] = statistics.median(peak_bytes(args, row[system]) / peak_bytes(args, row[reference])
+                                                        for row in rounds)
+            entry["agreement_with_funasr"] = agreement(rounds[-1][reference].text, runs[-1].text)
+        summary[system] = entry
+    return {"audio": f"{args.audio.name}" + (f" (first {args.seconds:.0f} s)" if args.seconds else "")
+            + (f" x {args.repeat}" if args.repeat > 1 else ""), "audio_s": rounds[0][args.systems[0]].audio_s,
+            "device": args.device, "reference": reference, "runs": len(rounds), "summary": summary,
+            "machine": {"cpu": cpu_model(), "usable_cpus": usable_cpus()}, "threads": args.threads or None,
+            "max_batch_size": args.max_batch_size, "load_average": os.getloadavg(), "encoder_relative_error": errors,
+            "command": "bench/bench_paraformer.py " + " ".join(sys.argv[1:])}
+
+
+def markdown(report: dict) -> str:
+    memory = "peak GPU memory (GiB, torch reserved)" if report["device"] == "cuda" else "peak RSS (GiB)"
+    against = report["reference"] or "-"
+    lines = [f"Audio: {report['audio']}, {report['audio_s']:.0f} s; {report['device']}; median of {report['runs']} "
+             f"runs; {report['machine']['cpu']}, {report['machine']['usable_cpus']} usable CPUs, threads "
+             f"{report['threads'] or report['machine']['usable_cpus']}; load average at the end "
+             f"{report['load_average'][0]:.1f}.", "",
+             f"| system | speed (x real time) | vs {against} | {memory} | vs {against} | budget (GiB) | load (s) | "
+             f"batches | 1 - CER against {against} |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for system, e in report["summary"].items():
+        lines.append(
+            f"| {system} | {e['speed_x']:.1f} | {e.get('speed_vs_funasr', 1.0):.2f}x | {e['peak_gib']:.2f} | "
+            f"{e.get('peak_vs_funasr', 1.0):.2f}x | {e['budget_gib']:.2f} | {e['load_s']:.1f} | {e['batches'] or '-'} | "
+            + (f"{100 * e['agreement_with_funasr']:.1f} %" if "agreement_with_funasr" in e else "-") + " |")
+    errors = report.get("encoder_relative_error")
+    if errors:
+        lines += ["", f"Encoder output relative error against torch fp32 (norm(diff)/norm(fp32), worst batch, "
+                      f"{errors['segments']} segments, {errors['speech_s']:.0f} s of speech): "
+                  + ", ".join(f"{name} {errors[name]:.2e}" for name, *_ in ERROR_ROWS if name in errors)]
+    return "\n".join(lines) + "\n"
 
 
 # (name, compute type, engine) of the encoders whose error against torch fp32 is measured
@@ -226,129 +248,51 @@ ERROR_ROWS = (("float32 onnx", "float32", "onnx"), ("bfloat16", "bfloat16", "tor
               ("int8 onnx", "int8", "onnx"), ("int8 torch", "int8", "torch"))
 
 
-def run_child(args, system: str, model_dir: Path, spans_path: Path, budget_bytes: int | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--child", system, "--audio", str(args.audio), "--work", str(args.work),
-           "--threads", str(args.threads)] + (["--max-batch-size", str(args.max_batch_size)] if args.max_batch_size else [])
-    if budget_bytes is not None:
-        cmd += ["--memory-budget", f"{budget_bytes // 2**20}MiB"]
-    if args.seconds:
-        cmd += ["--seconds", str(args.seconds)]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{system} failed with status {status}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_bytes"] = usage.ru_maxrss * 1024
-    result["process_s"] = time.perf_counter() - started
-    return result
+def encoder_errors(args) -> dict:
+    """Relative error of each engine's and precision's encoder output against torch fp32, on real
+    speech (in this process, after every timed run: an accuracy figure, not a timed one)."""
+    from funasr_random_model import encoder_relative_error
+    from tingxie.audio.decode import decode_audio
+    from tingxie.backends.paraformer.backend import ParaformerBackend
+    from tingxie.backends.paraformer.precision import cpu_has_bf16
+    from tingxie.benchmark.spans import speech_spans_ms
+    from tingxie.options import DecodeOptions
+
+    os.environ["TINGXIE_CACHE_DIR"] = str(cache_dir(args))
+    audio = decode_audio(str(input_path(args)))
+    segments = [audio[a * 16: b * 16] for a, b in speech_spans_ms(audio)[:12]]
+
+    def backend(compute_type, engine):
+        options = tingxie_options(model_dir(args), compute_type, engine, threads=args.threads).model
+        return ParaformerBackend(model_dir(args), "paraformer-large-random", options, DecodeOptions())
+
+    reference = backend("float32", "torch")
+    out = {"segments": len(segments), "speech_s": sum(len(s) for s in segments) / 16000}
+    for name, compute_type, engine in ERROR_ROWS:
+        if compute_type == "bfloat16" and not cpu_has_bf16():
+            continue
+        other = backend(compute_type, engine)
+        out[name] = max(encoder_relative_error(reference, other, segments[i: i + 4]) for i in range(0, len(segments), 4))
+        del other
+    return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.child:
-        return run_as_child(args)
-    model_dir, spans_path, audio_s = prepare(args)
-    rounds = []
-    for r in range(args.runs):
-        row = {}
-        for system in args.systems:
-            budget = None
-            if system in BUDGETED:
-                if "funasr" not in row:
-                    raise SystemExit(f"{system} needs funasr before it in --systems (its budget is a share of FunASR's peak)")
-                budget = int(BUDGET_SHARE * row["funasr"]["peak_rss_bytes"])
-            row[system] = run_child(args, system, model_dir, spans_path, budget)
-            m = row[system]
-            print(f"round {r + 1} {system}: {audio_s / m['transcribe_s']:.1f}x real time, "
-                  f"peak RSS {m['peak_rss_bytes'] / 2**30:.2f} GiB, load {m['load_s']:.1f} s", file=sys.stderr)
-        rounds.append(row)
-    errors = None if args.no_errors else run_child(args, "errors", model_dir, spans_path)
-    report = summarise(args, audio_s, rounds, errors)
+    if args.prepare_only:
+        prepare_now(args)
+        return 0
+    prepare(args)
+    rounds = run_rounds(args)
+    errors = None if args.no_errors or args.device != "cpu" else encoder_errors(args)
+    report = summarise(args, rounds, errors)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    report["texts"] = {system: record.text for system, record in rounds[-1].items()}  # the last round's
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     table = markdown(report)
     args.out.with_suffix(".md").write_text(table)
     print(table)
     return 0
-
-
-def run_as_child(args) -> int:
-    if args.child == "prepare":
-        child_prepare(args)
-        return 0
-    model_dir = args.work / "paraformer-large-random"
-    spans = json.loads((args.work / f"spans-{args.audio.stem}-{args.seconds or 'all'}.json").read_text())["spans_ms"]
-    if args.child == "funasr":
-        result = child_funasr(args, model_dir, spans)
-    elif args.child == "errors":
-        result = child_errors(args, model_dir, spans)
-    else:
-        result = child_tingxie(args, model_dir, spans, *COMPUTE[args.child])
-    print(json.dumps(result, ensure_ascii=False))
-    return 0
-
-
-def summarise(args, audio_s: float, rounds: list[dict], errors: dict | None) -> dict:
-    systems = list(rounds[0])
-    summary = {}
-    for system in systems:
-        runs = [row[system] for row in rounds]
-        entry = {
-            "speed_x": statistics.median(audio_s / m["transcribe_s"] for m in runs),
-            "peak_rss_gib": statistics.median(m["peak_rss_bytes"] / 2**30 for m in runs),
-            "load_s": statistics.median(m["load_s"] for m in runs),
-            "batches": runs[-1]["batches"],
-            "engine": runs[-1].get("engine", "-"),
-            "segments": runs[-1]["segments"],
-        }
-        if "funasr" in systems and system != "funasr":
-            entry["speed_vs_funasr"] = statistics.median(row["funasr"]["transcribe_s"] / row[system]["transcribe_s"]
-                                                         for row in rounds)
-            entry["rss_vs_funasr"] = statistics.median(row[system]["peak_rss_bytes"] / row["funasr"]["peak_rss_bytes"]
-                                                       for row in rounds)
-            # characters, spaces left out: FunASR spaces its words, tingxie's pieces join Chinese without
-            ref, got = list("".join(rounds[-1]["funasr"]["text"].split())), list("".join(runs[-1]["text"].split()))
-            entry["tokens_equal_to_funasr"] = sum(a == b for a, b in zip(ref, got)) / max(1, len(ref))
-            entry["token_count"] = (len(got), len(ref))
-        summary[system] = entry
-    return {"audio": str(args.audio), "audio_s": audio_s, "runs": len(rounds), "summary": summary,
-            "threads": args.threads or None, "max_batch_size": args.max_batch_size, "load_average": os.getloadavg(),
-            "encoder_relative_error": errors, "machine": machine(),
-            "command": "bench/bench_paraformer.py " + " ".join(sys.argv[1:])}
-
-
-def machine() -> dict:
-    import platform
-
-    import torch
-
-    from tingxie.benchmark.report import cpu_model
-    from tingxie.memory.resources import usable_cpus
-
-    return {"cpu": cpu_model(), "usable_cpus": usable_cpus(), "torch": torch.__version__, "python": platform.python_version()}
-
-
-def markdown(report: dict) -> str:
-    lines = [f"Audio: {Path(report['audio']).name}, {report['audio_s']:.0f} s; median of {report['runs']} runs; "
-             f"{report['machine']['cpu']}, {report['machine']['usable_cpus']} usable CPUs, "
-             f"threads {report['threads'] or report['machine']['usable_cpus']}, torch {report['machine']['torch']}; "
-             f"load average at the end {report['load_average'][0]:.1f}.",
-             "",
-             "| system | encoder | speed (x real time) | vs FunASR | peak RSS (GiB) | vs FunASR | load (s) | batches | tokens = FunASR's |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for system, e in report["summary"].items():
-        lines.append(
-            f"| {system} | {e['engine']} | {e['speed_x']:.1f} | {e.get('speed_vs_funasr', 1.0):.2f}x | {e['peak_rss_gib']:.2f} | "
-            f"{e.get('rss_vs_funasr', 1.0):.2f}x | {e['load_s']:.1f} | {e['batches']} | "
-            + (f"{100 * e['tokens_equal_to_funasr']:.1f} %" if "tokens_equal_to_funasr" in e else "-") + " |")
-    errors = report.get("encoder_relative_error")
-    if errors:
-        lines += ["", f"Encoder output relative error against torch fp32 (norm(diff)/norm(fp32), worst batch, "
-                      f"{errors['segments']} segments, {errors['speech_s']:.0f} s of speech): "
-                  + ", ".join(f"{k} {errors[k]:.2e}" for k, *_ in ERROR_ROWS if k in errors)]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ against --threads interleaved sub-batches side by side. Wall and process CPU sec
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -46,6 +45,7 @@ def main(argv=None) -> int:
     import torch
 
     from tingxie.audio.decode import decode_audio
+    from tingxie.benchmark.spans import speech_spans_ms
     from tingxie.backends.paraformer.backend import ParaformerBackend
     from tingxie.backends.paraformer.options import ParaformerOptions
     from tingxie.backends.paraformer.parallel import map_side_by_side
@@ -53,8 +53,8 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     model_dir = args.work / "paraformer-large-random"
-    spans = json.loads((args.work / f"spans-{args.audio.stem}-all.json").read_text())["spans_ms"]
     audio = decode_audio(str(args.audio))
+    spans = speech_spans_ms(audio)
     chosen = [spans[i] for i in args.spans] if args.spans else spans[args.first: args.first + args.segments]
     samples = [audio[a * 16: b * 16] for a, b in chosen]
     options = ModelOptions(name=str(model_dir), device="cpu", threads=args.threads,

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/paraformer_stages.py --compute-type float32 --engine auto [--memory-budget 1.8GiB]
 
-Uses bench_paraformer.py's work folder (the random Paraformer-large, the Silero spans of
-zh_long, the exported ONNX graphs and the memory profile cache: run that benchmark once first).
+Uses bench_paraformer.py's work folder (the random Paraformer-large, the exported ONNX graphs
+and the memory profile cache: run that benchmark once first); the segments are Silero's spans.
 One process: the backend is loaded, the cached memory profile read, and the recording's segments
 run through Transcriber.transcribe_segments with timers around the backend's stages. Stages run
 in worker threads (items side by side) add their threads' time, so they can sum past the wall
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import sys
 import time
@@ -38,9 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TINGXIE_CACHE_DIR", str(args.work / "cache"))
-    from bench_paraformer import spans_to_segments, tingxie_options  # beside this file
+    from bench_paraformer import tingxie_options  # beside this file
 
     from tingxie.audio.decode import decode_audio
+    from tingxie.benchmark.spans import segments_from_spans, speech_spans_ms
     from tingxie.backends.paraformer.backend import ParaformerBackend
     from tingxie.memory.planning import MemoryPlanner
     from tingxie.options import DecodeOptions
@@ -48,11 +48,10 @@ def main(argv=None) -> int:
     from tingxie.memory.resources import current_rss_bytes, peak_rss_bytes
 
     model_dir = args.work / "paraformer-large-random"
-    spans_path = args.work / f"spans-{args.audio.stem}-all.json"
-    if not spans_path.is_file():
-        sys.exit(f"no {spans_path}: run bench/bench_paraformer.py once first")
+    if not (model_dir / "model.pt").is_file():
+        sys.exit(f"no {model_dir}: run bench/bench_paraformer.py once first (it builds the model)")
     audio = decode_audio(str(args.audio))
-    segments = spans_to_segments(audio, json.loads(spans_path.read_text())["spans_ms"])
+    segments = segments_from_spans(audio, speech_spans_ms(audio))
     options = tingxie_options(model_dir, args.compute_type, args.engine, max_batch_size=args.max_batch_size,
                               memory_budget=args.memory_budget)
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())

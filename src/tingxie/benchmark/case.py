@@ -27,6 +27,24 @@ def _vm_hwm_bytes() -> int | None:
     return None if kib is None else kib * 1024
 
 
+class _GpuPeak:
+    """The run's peak GPU memory as torch's caching allocator saw it (reserved and allocated
+    bytes; the CUDA context is not in them). tingxie's CUDA backends and FunASR both allocate
+    through it; a GPU has no per-process high-water mark to read from outside."""
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+    def read(self) -> dict:
+        self.torch.cuda.synchronize()
+        return {"gpu_peak_reserved_bytes": self.torch.cuda.max_memory_reserved(),
+                "gpu_peak_allocated_bytes": self.torch.cuda.max_memory_allocated()}
+
+
 def main(argv: list[str]) -> int:
     prepare = argv[2:] == ["--prepare"]
     if len(argv) != 2 and not prepare:
@@ -36,8 +54,11 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     try:
         run = load(spec)
+        gpu = _GpuPeak() if spec.device == "cuda" else None
         loaded = time.perf_counter()
         output = CaseOutput("", 0.0) if prepare else run()
+        if gpu is not None:
+            output.extra.update(gpu.read())
     except TingxieError as error:  # the user's to act on (a budget too small, no such model): one line
         with open(argv[1], "w", encoding="utf-8") as out:
             json.dump({"error": str(error)}, out, ensure_ascii=False)

@@ -47,9 +47,10 @@ def _tingxie(spec: CaseSpec) -> Run:
     if memory is not None:
         memory.check_smallest_batch(transcriber.backend.shape)  # a budget too small fails here, not mid-run
     SpeechProbabilities()  # build the (cached) VAD session now: a load cost, not a run cost
+    transcribe = _given_spans(spec, transcriber) if spec.given_spans else lambda: transcriber.transcribe(spec.audio)
 
     def run() -> CaseOutput:
-        transcript = transcriber.transcribe(spec.audio)
+        transcript = transcribe()
         stats = transcript.stats
         return CaseOutput(transcript.text, stats.audio_seconds, {
             "batches": stats.batches, "segments": stats.segments, "oom_retries": stats.oom_retries,
@@ -58,6 +59,17 @@ def _tingxie(spec: CaseSpec) -> Run:
         })
 
     return run
+
+
+def _given_spans(spec: CaseSpec, transcriber):
+    """Transcribe Silero's spans of spec.audio, found now (at load), as the funasr kind gets them."""
+    from tingxie import SAMPLE_RATE
+    from tingxie.audio.decode import decode_audio
+    from tingxie.benchmark.spans import segments_from_spans, speech_spans_ms
+
+    audio = decode_audio(spec.audio)
+    segments = segments_from_spans(audio, speech_spans_ms(audio))
+    return lambda: transcriber.transcribe_segments(segments, total_s=len(audio) / SAMPLE_RATE)
 
 
 def _faster_whisper(spec: CaseSpec) -> Run:

@@ -44,10 +44,10 @@ def load_funasr(spec: CaseSpec) -> Run:
     from tingxie import SAMPLE_RATE
     from tingxie.audio.decode import decode_audio
     from tingxie.memory.resources import usable_cpus
-    from tingxie.vad.detector import detect_speech
+    from tingxie.benchmark.spans import speech_spans_ms
 
     audio = decode_audio(spec.audio)
-    spans_ms = [[round(s.start * 1000), round(s.end * 1000)] for s in detect_speech(audio)]
+    spans_ms = speech_spans_ms(audio)
     model = AutoModel(model=spec.model, device=spec.device, ncpu=spec.threads or usable_cpus(), disable_update=True,
                       disable_pbar=True, log_level="ERROR")
     model.vad_model = given_spans_vad(spans_ms)

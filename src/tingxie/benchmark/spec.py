@@ -32,6 +32,9 @@ class CaseSpec:
     # tingxie: every model, decode and VAD option as the command line gave them (TranscribeOptions.to_dict);
     # the row's batching (batch_size_s, batch_size, memory_budget) is set over them. None: from the fields above.
     options: dict | None = None
+    # tingxie: Silero's spans computed at load and run through Transcriber.transcribe_segments, as the
+    # funasr kind gets them, so a comparison with FunASR leaves the VAD's time out of both sides
+    given_spans: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
