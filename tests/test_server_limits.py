@@ -140,8 +140,7 @@ def test_a_path_named_by_the_client_is_never_read(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("data, param", [
     ({"model": "gpt-4o-transcribe"}, "model"), ({"language": "de"}, "language"), ({"temperature": "0.7"}, "temperature"),
-    ({"temperature": "hot"}, "temperature"), ({"prompt": "Hello."}, "prompt"), ({"response_format": "diarized_json"},
-                                                                                  "response_format"),
+    ({"temperature": "hot"}, "temperature"), ({"prompt": "Hello."}, "prompt"),
     ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"), ({"stream": "true", "response_format": "srt"}, "stream"),
 ])
 def test_requests_the_loaded_model_cannot_honour_are_400(tmp_path, data, param):
