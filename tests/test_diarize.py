@@ -228,6 +228,7 @@ def test_serve_refuses_diarize_rather_than_ignore_it():
     assert "--diarize: the server labels speakers per request: send response_format=diarized_json" in result.stderr
 
 
+@pytest.mark.slow  # loads torch for the cross-check
 def test_the_weights_read_without_torch_are_torch_s_and_the_numpy_lstm_computes_what_torch_does():
     import torch  # the funasr extra, which the test install has: missing fails, never skips
     from tingxie.diarize.encoder import SpeakerEncoder

@@ -57,6 +57,7 @@ def test_json_answers_carry_the_tokens_of_their_text(client, data_dir):
     assert len(result.logprobs) >= 20  # jfk's 22 words, as tokens
 
 
+@pytest.mark.slow  # a real model end to end
 def test_every_streamed_delta_carries_its_own_tokens(one_window_client, half_minute):
     client = one_window_client
     whole = create(client, half_minute, include=["logprobs"])

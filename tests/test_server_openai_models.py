@@ -175,6 +175,7 @@ def test_the_two_embedded_models_served_mixed_and_concurrent(tiny_transcriber, d
         assert set(service.models.loaded()) == {"whisper-tiny.en", "whisper-base"}
 
 
+@pytest.mark.slow  # a real model end to end
 def test_models_loaded_on_demand_keep_the_servers_options(tmp_path, data_dir):
     """--max-batch-size, the batch, model, decode and VAD flags the server started with hold for
     every model it loads later, not the defaults (FunASR-style batching: no memory profile to take)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 import numpy as np
+import pytest
 
 from long_audio import english_pieces, joined
 from test_server_helpers import DATA, fake_transcriber, flac_bytes, server, wait_for
@@ -20,6 +21,7 @@ def finished_job(client: httpx.Client, content: bytes, name: str = "a.flac") -> 
     return job_id
 
 
+@pytest.mark.slow  # waits for jobs to finish and expire (seconds)
 def test_keep_jobs_by_count_expires_the_oldest_finished_jobs_as_new_ones_finish(tmp_path):
     # 9 min (4 x 2 min 13 s) in 0.3 s batches of one segment: unfinished while the short jobs, served
     # first by least attained service, all finish
