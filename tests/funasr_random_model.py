@@ -104,6 +104,11 @@ FSMN_VAD: dict[str, Any] = {
 }
 
 
+# CAM++ speaker embeddings, as FunASR's published iic/speech_campplus_sv_zh-cn_16k-common config.yaml
+# (80 fbank bins in, a 192-d vector out); it computes its own features (no frontend).
+CAMPLUS = {"model": "CAMPPlus", "model_conf": {"feat_dim": 80, "embedding_size": 192}}
+
+
 def small_paraformer_config(d: int = 96, encoder_blocks: int = 3, decoder_blocks: int = 2) -> dict[str, Any]:
     """The Paraformer-large layout, shrunk: a few layers of width d, so tests stay fast."""
     config = copy.deepcopy(PARAFORMER_LARGE)

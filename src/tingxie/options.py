@@ -181,8 +181,13 @@ class DiarizeOptions:
     speakers: int | None = None  # exactly this many
     min_speakers: int | None = None
     max_speakers: int | None = None
+    # whose voice vectors: "resemblyzer" (the embedded encoder, no torch), or FunASR's CAM++
+    # ("cam++", a ModelScope id or a model directory; the funasr extra)
+    speaker_model: str = "resemblyzer"
 
     def __post_init__(self) -> None:
+        _require(bool(self.speaker_model.strip()), "--spk-model must name a speaker model, not an empty string")
+        _require(self.speaker_model == "resemblyzer" or self.enabled, f"--spk-model {self.speaker_model} needs --diarize")
         counts = {"--speakers": self.speakers, "--min-speakers": self.min_speakers, "--max-speakers": self.max_speakers}
         for flag, value in counts.items():
             if value is None:

@@ -103,6 +103,9 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, model_default: str 
                           help="with --diarize: exactly this many speakers (default: found from the audio)")
     speakers.add_argument("--min-speakers", type=int, default=None, help="with --diarize: at least this many speakers")
     speakers.add_argument("--max-speakers", type=int, default=None, help="with --diarize: at most this many speakers")
+    speakers.add_argument("--spk-model", default="resemblyzer",
+                          help="with --diarize: the voice encoder: resemblyzer (default: embedded, no torch), or "
+                               "FunASR's CAM++: cam++, a ModelScope id or a model directory (the funasr extra)")
 
     vad = parser.add_argument_group("speech detection")
     vad.add_argument("--vad-threshold", type=float, default=VadOptions.threshold,
@@ -127,7 +130,7 @@ def options_from_args(args: argparse.Namespace, *, timestamps: bool = True, swee
                                    punctuate=not args.no_punc, engine=args.engine)
     batch_size_s = "auto" if sweep else args.batch_size_s
     diarize = DiarizeOptions(enabled=args.diarize, speakers=args.speakers, min_speakers=args.min_speakers,
-                             max_speakers=args.max_speakers)
+                             max_speakers=args.max_speakers, speaker_model=args.spk_model)
     return TranscribeOptions(
         model=ModelOptions(name=args.model, device=args.device, compute_type=args.compute_type,
                            threads=args.threads, replicas=args.replicas, paraformer=paraformer),

@@ -11,7 +11,8 @@ import functools
 from typing import Iterable, Iterator, Sequence
 
 from tingxie.diarize.assign import label_segments, label_words
-from tingxie.diarize.clustering import SpeakerCount, cluster, first_appearance
+from tingxie.diarize.campplus import CamPlusEncoder
+from tingxie.diarize.clustering import DEFAULT_THRESHOLD, SpeakerCount, cluster, first_appearance
 from tingxie.diarize.encoder import SpeakerEncoder
 from tingxie.diarize.timeline import Timeline, chunks, smooth, turns
 from tingxie.diarize.windows import SpeakerWindows, WindowEmbedder
@@ -20,16 +21,38 @@ from tingxie.options import DiarizeOptions
 from tingxie.segments import AudioSegment, TextSegment, Transcript
 
 
+EMBEDDED = "resemblyzer"  # --spk-model's default: the encoder the resemblyzer wheel ships, run in NumPy
+
+VoiceEncoder = SpeakerEncoder | CamPlusEncoder
+
+
 @functools.cache
-def load_encoder() -> SpeakerEncoder:
-    """The speaker encoder, read once per process (about 6 MB of weights)."""
-    return SpeakerEncoder()
+def load_encoder(speaker_model: str = EMBEDDED) -> VoiceEncoder:
+    """The speaker encoder, read once per process: the embedded one (about 6 MB of weights), or
+    FunASR's CAM++ (`cam++`, a ModelScope id or a model directory; the funasr extra)."""
+    if speaker_model == EMBEDDED:
+        return SpeakerEncoder()
+    from tingxie.diarize.campplus import model_dir
+
+    return CamPlusEncoder(model_dir(speaker_model))
 
 
-def working_bytes(longest_segment_s: float) -> int:
+def working_bytes(longest_segment_s: float, speaker_model: str = EMBEDDED) -> int:
     """What the stage holds beside the recogniser's batches while they run (the loaded encoder's
-    weights are resident, counted by the probe): the embedder's mel and encoder scratch."""
-    return windows_working_bytes(load_encoder(), longest_segment_s)
+    weights are resident, counted by the probe): the embedder's features and encoder scratch."""
+    encoder = load_encoder(speaker_model)
+    if isinstance(encoder, CamPlusEncoder):
+        return encoder.working_bytes(longest_segment_s)
+    return windows_working_bytes(encoder, longest_segment_s)
+
+
+def _embedder(encoder: VoiceEncoder):
+    """The encoder's own way of cutting segments into windows and embedding them."""
+    return encoder.new_embedder() if isinstance(encoder, CamPlusEncoder) else WindowEmbedder(encoder)
+
+
+def _same_voice(encoder: VoiceEncoder) -> float:
+    return encoder.same_voice if isinstance(encoder, CamPlusEncoder) else DEFAULT_THRESHOLD
 
 
 def speaker_count(options: DiarizeOptions) -> SpeakerCount:
@@ -39,9 +62,10 @@ def speaker_count(options: DiarizeOptions) -> SpeakerCount:
 class Diarizer:
     """One input's diarization; make a new one per input (the encoder can be shared)."""
 
-    def __init__(self, encoder: SpeakerEncoder, options: DiarizeOptions = DiarizeOptions(enabled=True)):
+    def __init__(self, encoder: VoiceEncoder, options: DiarizeOptions = DiarizeOptions(enabled=True)):
         self.count = speaker_count(options)
-        self._embedder = WindowEmbedder(encoder)
+        self._embedder = _embedder(encoder)
+        self._threshold = _same_voice(encoder)
         self.timeline: Timeline | None = None
 
     def observe(self, segments: Iterable[AudioSegment]) -> Iterator[AudioSegment]:
@@ -53,7 +77,7 @@ class Diarizer:
 
     def speaker_timeline(self) -> Timeline:
         if self.timeline is None:
-            self.timeline = timeline_of(self._embedder.finish(), self.count)
+            self.timeline = timeline_of(self._embedder.finish(), self.count, self._threshold)
         return self.timeline
 
     def label(self, pieces: Sequence[TextSegment], words: Sequence[TextSegment]) -> list[TextSegment]:
@@ -67,9 +91,9 @@ class Diarizer:
         transcript.words = label_words(transcript.words, timeline)
 
 
-def timeline_of(windows: SpeakerWindows, count: SpeakerCount) -> Timeline:
+def timeline_of(windows: SpeakerWindows, count: SpeakerCount, threshold: float = DEFAULT_THRESHOLD) -> Timeline:
     if not windows.vectors:
         return Timeline([])
-    labels = cluster(windows.matrix(), count, chunks=chunks(windows.starts, windows.ends))
+    labels = cluster(windows.matrix(), count, threshold=threshold, chunks=chunks(windows.starts, windows.ends))
     labels = first_appearance(smooth(windows.starts, windows.ends, labels))
     return Timeline(turns(windows.starts, windows.ends, labels))

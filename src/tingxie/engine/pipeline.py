@@ -55,7 +55,7 @@ class Transcriber:
             # weights (~6 MB) are resident, so counted, when the memory budget is planned.
             from tingxie.diarize.stage import load_encoder
 
-            load_encoder()
+            load_encoder(self.options.diarize.speaker_model)
         # Budgeted batching needs the backend's measured memory model; FunASR mode does not.
         if memory is None and self.options.batch.batch_size_s is None and backend is None:
             memory = self._fit_execution()
@@ -214,7 +214,7 @@ class Transcriber:
             return None
         from tingxie.diarize.stage import Diarizer, load_encoder
 
-        return Diarizer(load_encoder(), self.options.diarize)
+        return Diarizer(load_encoder(self.options.diarize.speaker_model), self.options.diarize)
 
     def _text_stream(self):
         """Paraformer: punctuation over the whole recording's text (as FunASR's AutoModel does),

@@ -134,7 +134,7 @@ def _beside_batches(backend: Backend, options: TranscribeOptions) -> int:
         return 0
     from tingxie.diarize.stage import working_bytes
 
-    return working_bytes(min(options.vad.max_segment_s, backend.shape.max_item_s))
+    return working_bytes(min(options.vad.max_segment_s, backend.shape.max_item_s), options.diarize.speaker_model)
 
 
 @dataclass

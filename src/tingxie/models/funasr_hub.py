@@ -35,7 +35,10 @@ PUNC_MODELS = {  # FunASR's names for them
     "ct-punc": "iic/punc_ct-transformer_cn-en-common-vocab471067-large",
     "ct-punc-c": "iic/punc_ct-transformer_zh-cn-common-vocab272727-pytorch",
 }
-KNOWN = {**PARAFORMER_MODELS, **VAD_MODELS, **PUNC_MODELS}
+SPEAKER_MODELS = {  # --spk-model
+    "cam++": "iic/speech_campplus_sv_zh-cn_16k-common",
+}
+KNOWN = {**PARAFORMER_MODELS, **VAD_MODELS, **PUNC_MODELS, **SPEAKER_MODELS}
 MODELSCOPE_HOST = ("www.modelscope.cn", 443)
 OFFLINE_VARIABLES = ("TINGXIE_OFFLINE", "MODELSCOPE_OFFLINE", "HF_HUB_OFFLINE")
 

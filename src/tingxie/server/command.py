@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         options = options_from_args(args)  # one builder for every command (cli/arguments.py)
         if options.diarize.enabled:  # the flags are shared; the server diarizes per request (server/speakers.py)
             raise OptionError("--diarize: the server labels speakers per request: send response_format=diarized_json "
-                              "or diarize=true (with speakers, min_speakers, max_speakers)")
+                              "or diarize=true (with speakers, min_speakers, max_speakers), with the embedded voice "
+                              "encoder (--spk-model is transcribe's)")
         problem = storage_problem(config)
         if problem is not None:
             print(f"tingxie: error: cannot start: {problem}", file=sys.stderr)
