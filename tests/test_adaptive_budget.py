@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scripted_memory import ScriptedProbe
 from tingxie.backends.fake import FakeBackend
 from tingxie.engine.pipeline import Transcriber
 from tingxie.memory.planning import MemoryPlanner
@@ -16,24 +17,6 @@ from tingxie.segments import AudioSegment
 MiB = 1024**2
 WINDOW = InputShape(ShapeRule.FIXED_WINDOW, 30.0)
 MODEL = MemoryModel(fixed=0.0, per_item_s=1.0 * MiB, per_item_s2=0.0)  # a 30 s window: 30 MiB
-
-
-class ScriptedProbe:
-    """A device whose free memory the test sets: RSS fixed at 100 MiB."""
-
-    device = "cpu"
-
-    def __init__(self):
-        self.available = 10 * 1024 * MiB
-
-    def current_bytes(self):
-        return 100 * MiB
-
-    def available_bytes(self):
-        return self.available
-
-    def release_cache(self):
-        pass
 
 
 class PressureBackend(FakeBackend):
@@ -55,7 +38,7 @@ def segments(count):
 
 
 def run(schedule):
-    probe = ScriptedProbe()
+    probe = ScriptedProbe(10 * 1024 * MiB)
     backend = PressureBackend(probe, schedule)
     memory = MemoryPlanner(MODEL, probe, total_budget_bytes=1024 * MiB, shape=WINDOW)
     transcriber = Transcriber(TranscribeOptions(batch=BatchOptions(max_batch_size=8)), backend=backend, memory=memory)
@@ -80,7 +63,7 @@ def test_batches_shrink_while_memory_is_taken_and_grow_when_it_returns():
 
 
 def test_an_explicit_budget_still_binds_when_memory_is_plentiful():
-    probe = ScriptedProbe()
+    probe = ScriptedProbe(10 * 1024 * MiB)
     memory = MemoryPlanner(MODEL, probe, total_budget_bytes=200 * MiB, shape=WINDOW)
     # 0.95 x 200 - 100 = 90 MiB: three windows, whatever is free
     assert memory.working_budget() == int(200 * MiB * 0.95) - 100 * MiB
@@ -110,7 +93,7 @@ class ReplicatedBackend(FakeBackend):
 
 class HeldProbe(ScriptedProbe):
     def __init__(self, held):
-        super().__init__()
+        super().__init__(10 * 1024 * MiB)
         self.held = held
 
     def current_bytes(self):

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from long_audio import english_pieces, joined
+from scripted_memory import ScriptedProbe
 from test_server_helpers import DATA, SlowFakeBackend, flac_bytes, server, uploads_left, wait_for
 from tingxie.engine.pipeline import Transcriber
 from tingxie.memory.planning import MemoryPlanner
@@ -26,24 +27,6 @@ MiB = 1024**2
 WINDOW = InputShape(ShapeRule.FIXED_WINDOW, 30.0)
 ONE_WINDOW = MemoryModel(fixed=0.0, per_item_s=1.0 * MiB, per_item_s2=0.0)  # a 30 s window: 30 MiB
 SHORT = (DATA / "ljspeech" / "LJ001-0002.flac").read_bytes()  # 1.9 s: one segment
-
-
-class ScriptedProbe:
-    """Resident 100 MiB; free memory as the test (or the backend, by batch number) sets it."""
-
-    device = "cpu"
-
-    def __init__(self):
-        self.available = 64 * 1024 * MiB
-
-    def current_bytes(self):
-        return 100 * MiB
-
-    def available_bytes(self):
-        return self.available
-
-    def release_cache(self):
-        pass
 
 
 class PressureBackend(SlowFakeBackend):
@@ -80,7 +63,7 @@ def metric(text: str, name: str) -> float:
 
 
 def test_the_job_status_and_metrics_show_the_budget_shrinking_when_free_memory_goes(tmp_path, long_audio_bytes):
-    probe = ScriptedProbe()
+    probe = ScriptedProbe(64 * 1024 * MiB)
     # after the 2nd batch only 200 MiB stay free: 70 % of (100 + 200) MiB less the 5 % reserve, less
     # the 100 MiB resident, leaves 99.5 MiB for batches where the budget allowed 850 MiB
     backend = PressureBackend(probe, 0.15, at=2, left=200 * MiB)
@@ -112,7 +95,7 @@ def test_the_job_status_and_metrics_show_the_budget_shrinking_when_free_memory_g
 
 
 def test_admission_answers_429_when_the_budget_cannot_hold_another_requests_audio(tmp_path, long_audio_bytes):
-    probe = ScriptedProbe()
+    probe = ScriptedProbe(64 * 1024 * MiB)
     # 160 MiB less 5 % is 152 MiB: models 100 + one batch 30 + each 2 min job's audio reserve
     # (2 queued + the running + the open span, 30 s each, and the decoder's 30 s chunk: 150 s of
     # float32) 9.2 MiB: two jobs fit (148.3 MiB), a third does not (157.5), a 1.9 s clip does (0.3)
@@ -145,7 +128,7 @@ def test_admission_answers_429_when_the_budget_cannot_hold_another_requests_audi
 def test_batches_leave_the_admitted_works_unfilled_reserve_free(tmp_path, long_audio_bytes):
     """Under a budget that holds 3 windows beside the resident set, the decoded audio the admitted
     jobs may still queue keeps its room: batches are planned with less, never below one window."""
-    probe = ScriptedProbe()
+    probe = ScriptedProbe(64 * 1024 * MiB)
     backend = SlowFakeBackend(0.1)
     with server(budgeted(probe, 200, backend), tmp_path, queued_segments_per_job=2) as (url, service), \
             httpx.Client(base_url=url, timeout=60) as client:
@@ -200,8 +183,8 @@ def test_decoded_audio_counts_against_a_cpu_budget_only():
                            reserve_bytes=0)
     # on a CPU the RSS holds the decoded audio: the models' share is the resident 100 MiB less the
     # 5 MiB counted (never seen idle here); a GPU's memory holds none of it
-    for probe, reserve, models in ((ScriptedProbe(), decoded_audio_bound(WINDOW, 8, None), 95 * MiB),
-                                   (GpuProbe(), 0, 100 * MiB)):
+    for probe, reserve, models in ((ScriptedProbe(64 * 1024 * MiB), decoded_audio_bound(WINDOW, 8, None), 95 * MiB),
+                                   (GpuProbe(64 * 1024 * MiB), 0, 100 * MiB)):
         planner = MemoryPlanner(ONE_WINDOW, probe, total_budget_bytes=1000 * MiB, shape=WINDOW)
         account = MemoryAccount(lambda: planner, lambda: [held], lambda: 30 * MiB)
         assert account.reserve_for(WINDOW, 8, None) == reserve == (21_120_000 if probe.device == "cpu" else 0)
