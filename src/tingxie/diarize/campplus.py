@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tingxie import SAMPLE_RATE
-from tingxie.diarize.windows import SpeakerWindows
+from tingxie.diarize.windows import PendingWindows, stretches
 from tingxie.errors import OptionError
 from tingxie.segments import AudioSegment
 
@@ -104,39 +104,19 @@ def window_starts(samples: int) -> list[int]:
     return starts
 
 
-class ChunkEmbedder:
-    """The CAM++ counterpart of windows.WindowEmbedder: add segments, finish with their windows."""
+class ChunkEmbedder(PendingWindows):
+    """The CAM++ counterpart of windows.WindowEmbedder: FunASR's windows of each stretch."""
 
     def __init__(self, encoder: CamPlusEncoder):
+        super().__init__(encoder.embed, BATCH)
         self.encoder = encoder
-        self.windows = SpeakerWindows()
-        self._pending: list[tuple[float, float, np.ndarray]] = []
 
     def add(self, segment: AudioSegment) -> None:
-        stretches = segment.parts or ((0.0, segment.start, len(segment.samples) / SAMPLE_RATE),)
         length = int(WINDOW_S * SAMPLE_RATE)
-        for offset, file_start, stretch_s in stretches:
-            first = int(round(offset * SAMPLE_RATE))
-            stretch = segment.samples[first:first + int(round(stretch_s * SAMPLE_RATE))]
+        for file_start, stretch in stretches(segment):
             for start in window_starts(len(stretch)):
                 window = np.array(stretch[start:start + length], np.float32)
                 begin, end = file_start + start / SAMPLE_RATE, file_start + (start + len(window)) / SAMPLE_RATE
                 if len(window) < length:  # a stretch shorter than a window: zeros after it, as FunASR pads
                     window = np.pad(window, (0, length - len(window)))
-                self._pending.append((begin, end, window))
-                if len(self._pending) >= BATCH:
-                    self._flush()
-
-    def finish(self) -> SpeakerWindows:
-        self._flush()
-        return self.windows
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        vectors = self.encoder.embed([window for _, _, window in self._pending])
-        for (start, end, _), vector in zip(self._pending, vectors):
-            self.windows.starts.append(start)
-            self.windows.ends.append(end)
-            self.windows.vectors.append(vector)
-        self._pending.clear()
+                self.queue(begin, end, window)

@@ -72,18 +72,54 @@ def kept_bytes_per_window() -> int:
     return EMBEDDING_SIZE * 4 + 120 + 8 + 2 * (24 + 8)
 
 
-class WindowEmbedder:
-    def __init__(self, encoder: SpeakerEncoder):
-        self.encoder = encoder
+def stretches(segment: AudioSegment):
+    """(file start, samples) of each stretch of contiguous audio a segment holds: a packed
+    segment's parts, else the whole segment."""
+    parts = segment.parts or ((0.0, segment.start, len(segment.samples) / SAMPLE_RATE),)
+    for offset, file_start, length in parts:
+        first = int(round(offset * SAMPLE_RATE))
+        yield file_start, segment.samples[first:first + int(round(length * SAMPLE_RATE))]
+
+
+class PendingWindows:
+    """Windows queued with their file times and embedded `batch` at a time; the vectors kept."""
+
+    def __init__(self, embed, batch: int):
+        self._embed = embed  # a list of queued inputs -> their vectors, one row each
+        self._batch = batch
         self.windows = SpeakerWindows()
         self._pending: list[tuple[float, float, np.ndarray]] = []
 
+    def queue(self, start: float, end: float, item: np.ndarray) -> None:
+        self._pending.append((start, end, item))
+        if len(self._pending) >= self._batch:
+            self._flush()
+
+    def finish(self) -> SpeakerWindows:
+        self._flush()
+        return self.windows
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        vectors = self._embed([item for _, _, item in self._pending])
+        for (start, end, _), vector in zip(self._pending, vectors):
+            self.windows.starts.append(start)
+            self.windows.ends.append(end)
+            self.windows.vectors.append(vector)
+        self._pending.clear()
+
+
+class WindowEmbedder(PendingWindows):
+    """The embedded encoder's windows: 1.6 s of mel frames every second of each stretch."""
+
+    def __init__(self, encoder: SpeakerEncoder):
+        super().__init__(lambda mels: _embed_one_thread(encoder, np.stack(mels)), BATCH)
+        self.encoder = encoder
+
     def add(self, segment: AudioSegment) -> None:
         """Cut a segment's speech into windows; vectors are computed a batch at a time."""
-        stretches = segment.parts or ((0.0, segment.start, len(segment.samples) / SAMPLE_RATE),)
-        for offset, file_start, length in stretches:
-            first = int(round(offset * SAMPLE_RATE))
-            stretch = segment.samples[first:first + int(round(length * SAMPLE_RATE))]
+        for file_start, stretch in stretches(segment):
             starts = window_frames(len(stretch))
             if not starts:
                 continue
@@ -96,23 +132,7 @@ class WindowEmbedder:
                 if len(rows) < WINDOW_FRAMES:  # a short stretch: zero frames after it, as in training
                     rows = np.pad(rows, ((0, WINDOW_FRAMES - len(rows)), (0, 0)))
                 start = file_start + frame * HOP / SAMPLE_RATE
-                self._pending.append((start, start + len(window) / SAMPLE_RATE, rows))
-                if len(self._pending) >= BATCH:
-                    self._flush()
-
-    def finish(self) -> SpeakerWindows:
-        self._flush()
-        return self.windows
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        vectors = _embed_one_thread(self.encoder, np.stack([mel for _, _, mel in self._pending]))
-        for (start, end, _), vector in zip(self._pending, vectors):
-            self.windows.starts.append(start)
-            self.windows.ends.append(end)
-            self.windows.vectors.append(vector)
-        self._pending.clear()
+                self.queue(start, start + len(window) / SAMPLE_RATE, rows)
 
 
 def _embed_one_thread(encoder: SpeakerEncoder, mels: np.ndarray) -> np.ndarray:
