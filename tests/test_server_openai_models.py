@@ -113,17 +113,25 @@ def test_models_load_on_demand_and_swap_when_the_budget_holds_one(tmp_path, budg
         assert probe.most == 500 * MiB  # both stayed loaded
 
 
-def test_a_model_that_cannot_fit_even_alone_is_a_400_naming_the_numbers(tmp_path):
-    probe = LedgerProbe()
+def with_a_huge_model(probe):
+    """Loaders for fake models on a 560 MiB ledger: (the fake models, them and `fake-huge`, whose
+    30 s window needs 300 MiB: with its 200 MiB resident, more than the budget holds)."""
     load = fake_models(probe, 560)
     options = TranscribeOptions(batch=BatchOptions(max_batch_size=8))
 
-    def load_huge(name):  # its 30 s window needs 300 MiB: with its 200 MiB resident, more than 560 MiB
+    def load_huge(name):
         if name != "fake-huge":
             return load(name)
         memory = MemoryPlanner(MemoryModel(0.0, 10.0 * MiB, 0.0), probe, total_budget_bytes=560 * MiB, shape=WINDOW,
                                adaptive=False)
         return Transcriber(options, backend=NamedBackend(name, probe), memory=memory)
+
+    return load, load_huge
+
+
+def test_a_model_that_cannot_fit_even_alone_is_a_400_naming_the_numbers(tmp_path):
+    probe = LedgerProbe()
+    load, load_huge = with_a_huge_model(probe)
 
     with server(load("fake-a"), tmp_path, models=("fake-huge",)) as (url, service):
         service.models.loader = load_huge
@@ -249,15 +257,7 @@ def test_a_preload_the_budget_cannot_hold_stops_the_start_naming_the_numbers(tmp
     from tingxie.server.runner import build
 
     probe = LedgerProbe()
-    load = fake_models(probe, 560)
-    options = TranscribeOptions(batch=BatchOptions(max_batch_size=8))
-
-    def load_huge(name):  # its 30 s window needs 300 MiB: with its 200 MiB resident, more than 560 MiB
-        if name != "fake-huge":
-            return load(name)
-        memory = MemoryPlanner(MemoryModel(0.0, 10.0 * MiB, 0.0), probe, total_budget_bytes=560 * MiB, shape=WINDOW,
-                               adaptive=False)
-        return Transcriber(options, backend=NamedBackend(name, probe), memory=memory)
+    load, load_huge = with_a_huge_model(probe)
 
     _, service = build(load("fake-a"), ServerConfig(db_path=tmp_path / "jobs.db", preload=("fake-huge",)))
     service.models.loader = load_huge
