@@ -42,13 +42,10 @@ class CamPlusEncoder:
 
     same_voice = SAME_VOICE
 
-    def __init__(self, directory: Path, threads: int = 1):
+    def __init__(self, directory: Path):
         from tingxie.backends.paraformer.importing import import_funasr
 
         funasr = import_funasr()
-        import torch
-
-        torch.set_num_threads(max(1, threads))
         self.directory = directory
         self._auto = funasr.AutoModel(model=str(directory), device="cpu", disable_update=True, disable_pbar=True,
                                       log_level="ERROR")
