@@ -180,7 +180,7 @@ def test_decoded_audio_counts_against_a_cpu_budget_only():
         device = "cuda"
 
     held = SimpleNamespace(pending=[SimpleNamespace(samples=SimpleNamespace(nbytes=5 * MiB))], in_flight_audio_bytes=0,
-                           reserve_bytes=0)
+                           reserve_bytes=0, terminal=False)
     # on a CPU the RSS holds the decoded audio: the models' share is the resident 100 MiB less the
     # 5 MiB counted (never seen idle here); a GPU's memory holds none of it
     for probe, reserve, models in ((ScriptedProbe(64 * 1024 * MiB), decoded_audio_bound(WINDOW, 8, None), 95 * MiB),
@@ -190,3 +190,81 @@ def test_decoded_audio_counts_against_a_cpu_budget_only():
         assert account.reserve_for(WINDOW, 8, None) == reserve == (21_120_000 if probe.device == "cpu" else 0)
         figures = account.figures()
         assert (figures.models, figures.audio_held, figures.batch) == (models, 5 * MiB, 30 * MiB)
+
+
+# -- the memory block of a finished job, from its row ----------------------------------------------
+
+def test_a_finished_job_keeps_its_memory_block_in_the_store_and_after_a_restart(tmp_path, long_audio_bytes):
+    """The job's row keeps the budget's figures: GET /v1/jobs/{id} shows them once the job is only
+    a row (no longer in memory), and a restarted server shows the same."""
+    probe = ScriptedProbe(64 * 1024 * MiB)
+    backend = PressureBackend(probe, 0.05, at=2, left=200 * MiB)  # the same shrink as the first test
+    shrunk = int(int(0.7 * 300 * MiB) * 0.95) - 100 * MiB
+    with server(budgeted(probe, 1000, backend, max_batch_size=1), tmp_path) as (url, service), \
+            httpx.Client(base_url=url, timeout=30) as client:
+        job = client.post("/v1/jobs", files={"file": ("talk.flac", long_audio_bytes)}).json()["id"]
+        wait_for(lambda: client.get(f"/v1/jobs/{job}").json()["state"] == "succeeded")
+        wait_for(lambda: job not in service.live)  # from here on the view is the row's
+        stored = client.get(f"/v1/jobs/{job}").json()["memory"]
+        assert stored == service.store.get(job).memory
+    assert stored["budget_bytes"] == 1000 * MiB and stored["budget_shrinks"] == 1
+    assert stored["working_budget_bytes"] == shrunk  # the working budget at its end
+    assert 30 * MiB <= stored["lowest_working_budget_bytes"] <= shrunk  # never below one window
+    assert stored["reserved_audio_bytes"] == decoded_audio_bound(WINDOW, 1, 132.7)  # what it had reserved
+    assert stored["decoded_audio_bytes"] == 0  # it holds none once done
+    with server(budgeted(ScriptedProbe(64 * 1024 * MiB), 1000, SlowFakeBackend()), tmp_path) as (url, _):
+        assert httpx.get(f"{url}/v1/jobs/{job}").json()["memory"] == stored
+
+
+def test_a_resumed_job_goes_on_from_its_rows_memory_figures(tmp_path):
+    """A job cut off by a restart keeps the shrinks and the lowest working budget of its first
+    run: the new process's planner counts its own from zero, the job's status counts both."""
+    from tingxie.server.store import JobStore
+    from tingxie.server.work import RequestOptions
+
+    upload = tmp_path / "uploads" / "cut-off.upload"
+    upload.parent.mkdir()
+    upload.write_bytes(SHORT)
+    store = JobStore(tmp_path / "jobs.db")
+    store.create("cut-off", RequestOptions(filename="a.flac").to_json(), str(upload), 1.9, 1.0)
+    store.update("cut-off", state="running", started_at=1.5,
+                 memory={"budget_bytes": 1000 * MiB, "working_budget_bytes": 40 * MiB,
+                         "lowest_working_budget_bytes": 40 * MiB, "budget_shrinks": 2,
+                         "decoded_audio_bytes": 0, "reserved_audio_bytes": 0})
+    store.close()
+    with server(budgeted(ScriptedProbe(64 * 1024 * MiB), 1000, SlowFakeBackend()), tmp_path) as (url, service):
+        done = wait_for(lambda: (view := httpx.get(f"{url}/v1/jobs/cut-off").json())["state"] == "succeeded"
+                        and view)
+        assert service.transcriber.memory.trace.shrinks == 0  # this run had all it asked for
+    assert done["memory"]["budget_shrinks"] == 2
+    assert done["memory"]["lowest_working_budget_bytes"] == 40 * MiB  # its first run's, below this run's 850 MiB
+    assert done["memory"]["working_budget_bytes"] == int(1000 * MiB * 0.95) - 100 * MiB
+
+
+def test_rows_stored_before_the_memory_block_read_as_null(tmp_path):
+    """A schema 3 database (no memory column) is migrated: its jobs stay readable, with memory null."""
+    import sqlite3
+
+    from tingxie.server.job_view import record_view
+    from tingxie.server.store import JobStore
+
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, options TEXT NOT NULL, upload_path TEXT,
+            audio_total_s REAL, audio_done_s REAL NOT NULL DEFAULT 0, segments_total INTEGER,
+            created_at REAL NOT NULL, started_at REAL, finished_at REAL, processing_s REAL NOT NULL DEFAULT 0,
+            peak_memory_bytes INTEGER, language TEXT, error TEXT, error_status INTEGER,
+            batches INTEGER NOT NULL DEFAULT 0, oom_retries INTEGER NOT NULL DEFAULT 0, speaker_turns TEXT);
+        CREATE TABLE segments (job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+            start REAL NOT NULL, "end" REAL NOT NULL, result TEXT NOT NULL, PRIMARY KEY (job_id, idx));
+        INSERT INTO jobs (id, state, options, created_at, batches) VALUES ('old', 'succeeded', '{}', 1.0, 3);
+        PRAGMA user_version=3;""")
+    db.close()
+    store = JobStore(path)
+    record = store.get("old")
+    assert record.memory is None and record.batches == 3
+    assert record_view(record, 0)["memory"] is None
+    store.update("old", memory={"budget_bytes": 5})
+    store.close()
+    assert JobStore(path).get("old").memory == {"budget_bytes": 5}

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from test_server_helpers import DATA, SlowFakeBackend, server
+from test_server_helpers import DATA, SlowFakeBackend, server, wait_for
 from tingxie.engine.pipeline import Transcriber
 from tingxie.memory.planning import MemoryPlanner
 from tingxie.options import BatchOptions, TranscribeOptions
@@ -302,3 +302,68 @@ def test_a_model_that_would_run_leaner_beside_idle_ones_loads_again_as_asked_alo
         loaded = service.models.engines["fake-b"].transcriber
         assert loaded.options.model == loaded.requested_options.model  # as asked, not leaner
     assert loads == [("fake-a", 0), ("fake-b", 1), ("fake-b", 0)]
+
+
+class GatedBackend(NamedBackend):
+    """Holds its batches until the test opens the gate: its job's reservation holds till then."""
+
+    def __init__(self, name, probe, gate):
+        super().__init__(name, probe)
+        self.gate = gate
+
+    def transcribe_batch(self, batch, decode=None):
+        assert self.gate.wait(120), "the gate was never opened"
+        return super().transcribe_batch(batch)
+
+
+def test_a_load_is_refused_while_admitted_audio_holds_the_memory_and_done_once_it_is_released(tmp_path, monkeypatch):
+    """One account for admission and loading (memory_account.py): fake-b's 200 MiB fit beside
+    fake-a, one window and nothing reserved (100 + 200 + 30 + 200 = 530 of the 532 MiB a 560 MiB
+    budget leaves), not beside a running job's reserved audio. Read from RSS alone (what the
+    ledger reports: models only), the load would have gone ahead."""
+    from long_audio import english_pieces, joined
+    from test_server_helpers import flac_bytes
+    from tingxie.planner.memory_model import format_bytes
+    from tingxie.server import models_on_demand
+
+    probe = LedgerProbe()
+    load = fake_models(probe, 560)
+    gate = threading.Event()
+    first = load("fake-a")
+    first.backend = GatedBackend("fake-a", probe, gate)  # the job on it holds its batches
+    long_audio = flac_bytes(joined(english_pieces(), seed=3))  # 2 min 13 s: its audio reserved while it waits
+    try:
+        with server(first, tmp_path, models=("fake-b",)) as (url, service), \
+                httpx.Client(base_url=url, timeout=120) as client:
+            service.models.loader = load
+            service.models.weights_of = lambda name: 200 * MiB
+            job = client.post("/v1/jobs", files={"file": ("jfk.flac", long_audio)}).json()["id"]
+            figures = wait_for(lambda: (f := service.memory_figures()).audio_held and f)
+            assert figures.reserved > 2 * MiB and figures.models == 300 * MiB  # 16.3 MiB: 266 s of float32
+
+            monkeypatch.setattr(models_on_demand, "LOAD_WAIT_S", 1.0)
+            refused = client.post("/v1/audio/transcriptions", files={"file": ("a.flac", short_flac())},
+                                  data={"model": "fake-b"})
+            assert refused.status_code == 503, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "model_busy" and refused.headers["Retry-After"] == "30"
+            assert "'fake-b'" in error["message"] and "its weights are 200.0 MiB" in error["message"]
+            assert "532.0 MiB" in error["message"] and format_bytes(figures.reserved) in error["message"]
+            assert "busy: fake-a" in error["message"]
+            assert service.models.loaded() == ["fake-a"] and probe.most == 300 * MiB  # fake-b never loaded
+
+            monkeypatch.setattr(models_on_demand, "LOAD_WAIT_S", 60.0)
+            answers = []
+            waiting = threading.Thread(target=lambda: answers.append(client.post(
+                "/v1/audio/transcriptions", files={"file": ("a.flac", short_flac())}, data={"model": "fake-b"})))
+            waiting.start()
+            waiting.join(1.0)
+            assert not answers  # it waits for room while the job's audio holds it
+            gate.set()  # the job finishes: its reservation ends, fake-b loads beside the idle fake-a
+            waiting.join(60)
+            assert answers[0].status_code == 200 and answers[0].json()["text"].startswith("fake-b said")
+            assert client.get(f"/v1/jobs/{job}").json()["state"] == "succeeded"
+            assert sorted(service.models.loaded()) == ["fake-a", "fake-b"]
+    finally:
+        gate.set()
+    assert probe.most <= 0.95 * 560 * MiB

@@ -32,7 +32,7 @@ def record_view(record: JobRecord, segments_done: int) -> dict:
         audio_done_s=record.audio_done_s, audio_total_s=record.audio_total_s, segments_done=segments_done,
         speed=record.audio_done_s / elapsed if elapsed > 0 else 0.0, peak_memory_bytes=record.peak_memory_bytes,
         error=record.error, error_status=record.error_status, wall_s=elapsed, batches=record.batches,
-        oom_retries=record.oom_retries,
+        oom_retries=record.oom_retries, memory=record.memory,
     ).view()
 
 
@@ -56,8 +56,9 @@ class JobSnapshot:
     wall_s: float
     batches: int
     oom_retries: int
-    # a live job's memory budget (service._memory_view): the user's budget, the working budget
-    # now, its lowest, shrinks, decoded audio held and reserved; None once it is only a stored row
+    # the memory budget as the job sees it (service._memory_view): the user's budget, the working
+    # budget now, its lowest, shrinks, decoded audio held and reserved; a stored row keeps the
+    # figures of its last batch and its end (None: no budget, or a row older than schema 4)
     memory: dict | None = None
 
     def view(self) -> dict:

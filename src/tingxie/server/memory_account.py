@@ -8,21 +8,28 @@ when the models, one smallest batch and every reservation, its own included, fit
 the scheduler plans batches under the working budget less the reservations not yet filled. So
 an admitted request is never starved of room for its audio or its batches by a later one.
 
+Loading a model on demand (models_on_demand.py) asks the same account: its weights must fit
+beside the loaded models, one batch and every reservation, so a load never takes the room an
+admitted request's audio was promised.
+
 Decoded audio is counted from the samples the works hold, not read from RSS; the models'
-share is the resident memory less what is counted, and never less than it was last seen idle
-(a fake probe in tests reports only models; a real RSS includes the audio too). Audio is
-decoded into host memory: it counts against a CPU budget only (a GPU's budget is the GPU's
-memory, where only batches go).
+share is the resident memory less what is counted, and never less than it was last seen with
+no audio held since the models last changed (a fake probe in tests reports only models; a
+real RSS includes the audio too). Audio is decoded into host memory: it counts against a CPU
+budget only (a GPU's budget is the GPU's memory, where only batches go). A work stops counting
+the moment it ends (its model is idle then, and may be unloaded).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from tingxie import SAMPLE_RATE
 from tingxie.engine.pipeline import CHUNK_S
 from tingxie.memory.planning import RESERVE_FRACTION, MemoryPlanner
+from tingxie.memory.sizes import format_bytes
 from tingxie.planner.memory_model import min_budget
 from tingxie.planner.shapes import InputShape
 from tingxie.server.work import Work
@@ -62,16 +69,25 @@ class MemoryFigures:
         """Reserved room the admitted works have not filled yet: batches must leave it free."""
         return max(0, self.reserved - self.audio_held)
 
+    def describe(self) -> str:
+        """The account in words, for the errors that refuse something because of it."""
+        return (f"the budget of {format_bytes(self.budget)} holds the loaded models and a batch "
+                f"({format_bytes(self.models + self.batch)}) and the decoded audio of the requests and jobs "
+                f"admitted ({format_bytes(self.reserved)})")
+
 
 class MemoryAccount:
     """planner: the server's memory planner (None: a fake backend, no budget); works: the
-    admitted works; batch_floor: the least memory a batch of the loaded models needs."""
+    admitted works; batch_floor: the least memory a batch of the loaded models needs; cond: the
+    schedulers' shared condition, under which every work's fields change (the account reads
+    them under it, and a load waiting for room waits on it)."""
 
     def __init__(self, planner: Callable[[], MemoryPlanner | None], works: Callable[[], Iterable[Work]],
-                 batch_floor: Callable[[], int]):
+                 batch_floor: Callable[[], int], cond: threading.Condition | None = None):
         self._planner = planner
         self._works = works
         self._batch_floor = batch_floor
+        self.cond = cond or threading.Condition()
         self._idle_models: int = 0
 
     @property
@@ -82,15 +98,20 @@ class MemoryAccount:
         planner = self._planner()
         if planner is None:
             return None
-        works = list(self._works())
-        held = sum(audio_held_bytes(work) for work in works)
+        with self.cond:
+            works = [work for work in self._works() if not work.terminal]
+            held = sum(audio_held_bytes(work) for work in works)
+            reserved = sum(work.reserve_bytes for work in works)
         resident = planner.probe.current_bytes()
-        if not works:
+        if not held:
             self._idle_models = resident  # nothing decoded is held: all of it is models and runtime
         models = max(self._idle_models, resident - held if _on_host(planner) else resident)
         return MemoryFigures(budget=int(planner.total_budget_bytes * (1 - RESERVE_FRACTION)), models=models,
-                             batch=self._batch_floor(), reserved=sum(work.reserve_bytes for work in works),
-                             audio_held=held)
+                             batch=self._batch_floor(), reserved=reserved, audio_held=held)
+
+    def models_changed(self) -> None:
+        """A model was loaded or unloaded: what was resident with no audio held is no floor now."""
+        self._idle_models = 0
 
     def reserve_for(self, shape: InputShape, queued_per_work: int, total_s: float | None) -> int:
         """What a new work reserves: its decoded-audio bound where the budget is host memory."""
@@ -99,8 +120,42 @@ class MemoryAccount:
 
     def room_for(self, reserve_bytes: int) -> tuple[bool, MemoryFigures | None]:
         """Whether a new work reserving this much fits beside everything admitted."""
+        return self.room_for_model(reserve_bytes)
+
+    def room_for_model(self, weights_bytes: int, batch_floor: int = 0) -> tuple[bool, MemoryFigures | None]:
+        """Whether a model fits beside everything admitted: before its load its weights (its
+        expected size), once loaded (resident now) the least batch it needs (batch_floor)."""
         figures = self.figures()
-        return figures is None or figures.committed + reserve_bytes <= figures.budget, figures
+        if figures is None:
+            return True, None
+        batch = max(figures.batch, batch_floor)
+        return figures.models + batch + figures.reserved + weights_bytes <= figures.budget, figures
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Until predicate() holds (checked each time a work moves or ends) or the time is up."""
+        with self.cond:
+            return self.cond.wait_for(predicate, timeout=max(0.0, timeout_s))
+
+
+def job_memory_view(work: Work) -> dict | None:
+    """The budget as a work sees it (read under the schedulers' lock): the user's, the working
+    budget the last batch of its model was planned with, the least one of its own batches had,
+    the shrinks since its first batch (over every run of a resumed job), and its decoded audio
+    held and reserved. The job's row keeps it (store.py), as of its last batch and its end."""
+    planner = work.engine.transcriber.memory if work.engine is not None else None
+    if planner is None:
+        return None
+    return {"budget_bytes": planner.total_budget_bytes, "working_budget_bytes": planner.trace.planned,
+            "lowest_working_budget_bytes": work.lowest_batch_memory_bytes, "budget_shrinks": work.budget_shrinks,
+            "decoded_audio_bytes": audio_held_bytes(work), "reserved_audio_bytes": work.reserve_bytes}
+
+
+def resume_memory_view(work: Work, stored: dict | None) -> None:
+    """A resumed job goes on from its row's figures: the lowest working budget and the shrinks
+    of its earlier runs (this process's planner counts its own from zero)."""
+    if stored:
+        work.earlier_shrinks = work.budget_shrinks = stored.get("budget_shrinks") or 0
+        work.lowest_batch_memory_bytes = stored.get("lowest_working_budget_bytes")
 
 
 def _on_host(planner: MemoryPlanner) -> bool:

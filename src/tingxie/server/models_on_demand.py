@@ -4,10 +4,14 @@ Each loaded model is an Engine: its Transcriber (backend, memory planner) and it
 thread. All schedulers share one condition (every Work field stays under one lock) and one run
 lock (one batch at a time in the process), so the memory budget covers the loaded models plus
 one batch: each planner's working budget is the budget less everything resident, whichever
-model holds it. A model is kept while it has work; when another must load and the budget has no
-room for its weights, idle models are unloaded, least recently used first. A model that cannot
-fit even alone is refused with the numbers, and loading it never takes memory from running
-work: only idle models are unloaded for it.
+model holds it. Whether a model fits is the server's memory account's answer (memory_account.py):
+the loaded models, one batch and the decoded audio every admitted request and job reserved, and
+the new model's weights, against the budget. A model is kept while it has work; when another
+must load and the account has no room for its weights, idle models are unloaded, least recently
+used first, and then the load waits (LOAD_WAIT_S) for busy ones to finish and their reservations
+to end. A model that cannot fit even alone is refused with the numbers (400), one that waited in
+vain with a 503, and loading never takes memory from admitted work: only idle models are
+unloaded for it.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ from typing import Callable
 
 from tingxie.engine.pipeline import Transcriber
 from tingxie.errors import TingxieError
-from tingxie.memory.planning import RESERVE_FRACTION
 from tingxie.memory.sizes import format_bytes
 from tingxie.planner.memory_model import min_budget
 from tingxie.models.registry import EMBEDDED, resolve_model
 from tingxie.server.api_errors import ApiError, bad_request
+from tingxie.server.memory_account import MemoryAccount
 from tingxie.server.scheduler import Scheduler
 
 log = logging.getLogger("tingxie.server")
@@ -48,14 +52,16 @@ class Engine:
 
 class ModelPool:
     """The servable models and the loaded ones. make_scheduler builds a model's scheduler
-    (started here); load builds a Transcriber for a model name (tests pass their own)."""
+    (started here); account: the server's memory account, asked before and after each load;
+    load builds a Transcriber for a model name (tests pass their own)."""
 
-    def __init__(self, first: Transcriber, make_scheduler: Callable[[Transcriber], Scheduler], *,
-                 servable: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
+    def __init__(self, first: Transcriber, make_scheduler: Callable[[Transcriber], Scheduler],
+                 account: MemoryAccount, *, servable: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
                  load: Callable[[str], Transcriber] | None = None):
         self.default = first.backend.name
         self.aliases = aliases
         self._make_scheduler = make_scheduler
+        self.account = account
         self.loader = load or self._load_with(first)  # name -> Transcriber (tests give fakes)
         self.weights_of: Callable[[str], int] = _weights_bytes  # name -> bytes its loading makes resident at most
         self.memory = first.memory  # None (a fake backend): no budget to keep
@@ -152,10 +158,9 @@ class ModelPool:
 
     def _load_engine(self, name: str) -> Engine:
         weights = self.weights_of(name)
-        if self.memory is not None:  # room for the weights first: loading never takes running work's memory
-            self._free_up(name, lambda: self._free_bytes() >= weights,
-                          lambda: f"its weights are {format_bytes(weights)} and "
-                                  f"{format_bytes(max(0, self._free_bytes()))} of the budget is free")
+        if self.memory is not None:  # room for the weights first: loading never takes admitted work's memory
+            self._free_up(name, lambda: self.account.room_for_model(weights)[0],
+                          lambda: f"its weights are {format_bytes(weights)} and {self._account_now()}")
         started = time.perf_counter()
         transcriber = self._loaded(name)
         idle = [engine for engine in self.engines.values() if engine.idle()]
@@ -172,12 +177,15 @@ class ModelPool:
             try:
                 # every model that stays loaded must still be able to run its own smallest batch
                 # (a larger model's window may need more than the new one's)
+                # and the account still holds every reservation beside it
+                floor = min_budget(shape, planner.model)
                 self._free_up(name, lambda: planner.fits_smallest_batch(shape) and all(
                                   engine.transcriber.memory.fits_smallest_batch(engine.transcriber.backend.shape)
-                                  for engine in self.engines.values() if engine.transcriber.memory is not None),
+                                  for engine in self.engines.values() if engine.transcriber.memory is not None)
+                              and self.account.room_for_model(0, floor)[0],
                               lambda: f"loaded, {format_bytes(planner.probe.current_bytes())} is resident and one "
-                                      f"{shape.max_item_s:.0f} s window needs "
-                                      f"{format_bytes(min_budget(shape, planner.model))} more")
+                                      f"{shape.max_item_s:.0f} s window needs {format_bytes(floor)} more; "
+                                      f"{self._account_now()}")
             except ApiError:
                 transcriber.backend.unload()  # its weights go before the answer
                 transcriber = planner = None
@@ -196,14 +204,18 @@ class ModelPool:
             return self.loader(name)
         except TingxieError as error:
             raise bad_request(f"model {name!r} cannot be loaded: {error}", param="model", code="model_not_loadable") from None
+        finally:
+            self.account.models_changed()  # its weights (or a failed load's leftovers) are resident now
 
     def _free_up(self, name: str, fits: Callable[[], bool], numbers: Callable[[], str]) -> None:
         """Unload idle models, least recently used first, until fits(); while only busy ones
-        are left, wait for one to finish its work; with none left, the model cannot fit: a 400."""
+        are left, wait for one to finish its work or for admitted works to end and free their
+        reservations (a 503 when the wait is over); with no other model and nothing reserved,
+        the model cannot fit: a 400."""
         deadline = time.monotonic() + LOAD_WAIT_S
         while not fits():
             others = [engine for engine in self.engines.values() if engine.name != name]
-            if not others:
+            if not others and not self._reserved():
                 raise ApiError(400, f"model {name!r} does not fit the memory budget of "
                                     f"{format_bytes(self.memory.total_budget_bytes)} even alone: {numbers()}; start "
                                     f"the server with a larger --memory-budget", param="model",
@@ -211,30 +223,29 @@ class ModelPool:
             idle = [engine for engine in others if engine.idle()]
             if idle:
                 self._unload(min(idle, key=lambda engine: engine.last_used), reason=f"room for {name}")
-            elif not self._wait_for_idle(others, deadline):
+            elif not self.account.wait_for(lambda: fits() or any(not engine.scheduler.works for engine in others),
+                                           deadline - time.monotonic()):
+                busy = f"; busy: {', '.join(e.name for e in others)}" if others else ""
                 raise ApiError(503, f"model {name!r} waited {LOAD_WAIT_S:.0f} s for room in the memory budget "
-                                    f"({numbers()}; busy: {', '.join(e.name for e in others)}); retry later",
+                                    f"({numbers()}{busy}); retry later",
                                code="model_busy", headers={"Retry-After": "30"})
 
-    @staticmethod
-    def _wait_for_idle(engines: list[Engine], deadline: float) -> bool:
-        """Until one of the engines has no work (their schedulers notify as works end)."""
-        cond = engines[0].scheduler.cond  # shared by every scheduler
-        with cond:
-            return cond.wait_for(lambda: any(not engine.scheduler.works for engine in engines),
-                                 timeout=max(0.0, deadline - time.monotonic()))
+    def _reserved(self) -> int:
+        figures = self.account.figures()
+        return figures.reserved if figures is not None else 0
+
+    def _account_now(self) -> str:
+        figures = self.account.figures()
+        return figures.describe() if figures is not None else "no budget is kept"
 
     def _unload(self, engine: Engine, reason: str) -> None:
         engine.scheduler.stop()
         del self.engines[engine.name]
         engine.transcriber.backend.unload()  # the caller that built the first model may still hold it
         gc.collect()  # the weights go now, not at some later collection
+        self.account.models_changed()
         log.info("model unloaded", extra={"fields": {"model": engine.name, "reason": reason,
                                                      "loaded": list(self.engines)}})
-
-    def _free_bytes(self) -> int:
-        planner = self.memory
-        return int(planner.total_budget_bytes * (1 - RESERVE_FRACTION)) - planner.probe.current_bytes()
 
     def view(self, created: int) -> list[dict]:
         """GET /v1/models: every servable model and alias, with whether it is loaded now."""

@@ -311,7 +311,7 @@ class Scheduler:
         if planned is not None:
             lowest = work.lowest_batch_memory_bytes
             work.lowest_batch_memory_bytes = planned if lowest is None else min(lowest, planned)
-        work.budget_shrinks = self.memory.trace.shrinks - (work.shrinks_before or 0)
+        work.budget_shrinks = work.earlier_shrinks + self.memory.trace.shrinks - (work.shrinks_before or 0)
 
 
 def _api_error(error: Exception) -> ApiError:

@@ -26,7 +26,8 @@ from tingxie.server.formats import build_transcript, words_of
 from tingxie.server.health import StorageHealth, is_storage_error, storage_unavailable
 from tingxie.server.job_view import JobSnapshot, record_view, stored_transcript
 from tingxie.server.limits import memory_full_error, queue_full_error
-from tingxie.server.memory_account import BYTES_PER_AUDIO_S, MemoryAccount, audio_held_bytes, batch_floor
+from tingxie.server.memory_account import (BYTES_PER_AUDIO_S, MemoryAccount, audio_held_bytes, batch_floor,
+                                           job_memory_view, resume_memory_view)
 from tingxie.server.metrics import Metrics
 from tingxie.server.models_on_demand import Engine, ModelPool
 from tingxie.server.producer import start_producer
@@ -54,10 +55,15 @@ class TranscriptionService:
                              quantum_s=config.fairness_quantum_s, cond=cond, run_lock=run_lock,
                              unfilled_reserve=self._unfilled_reserve)
 
-        # The models it serves: the one it started with, more loaded on demand (models_on_demand.py).
-        self.models = ModelPool(transcriber, make_scheduler, servable=(*config.models, *config.preload),
-                                aliases=config.model_aliases)
         self.live: dict[str, Work] = {}  # admitted and not yet settled
+        # loaded models + one batch + the decoded audio of admitted works, against the budget
+        self.memory = MemoryAccount(lambda: self.models.memory, lambda: list(self.live.values()),
+                                    lambda: max((batch_floor(e.scheduler.backend.shape, e.transcriber.memory)
+                                                 for e in list(self.models.engines.values())), default=0), cond)
+        # The models it serves: the one it started with, more loaded on demand (models_on_demand.py),
+        # each load asking the same account for room.
+        self.models = ModelPool(transcriber, make_scheduler, self.memory, servable=(*config.models, *config.preload),
+                                aliases=config.model_aliases)
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._stopped = False
@@ -69,10 +75,6 @@ class TranscriptionService:
                                     self.store.probe)
         self.health.recovery_hooks.append(self._write_unwritten)
         self._unwritten: dict[str, tuple[Work, dict]] = {}
-        # loaded models + one batch + the decoded audio of admitted works, against the budget
-        self.memory = MemoryAccount(lambda: self.models.memory, lambda: list(self.live.values()),
-                                    lambda: max((batch_floor(e.scheduler.backend.shape, e.transcriber.memory)
-                                                 for e in list(self.models.engines.values())), default=0))
 
     @property
     def model_name(self) -> str:
@@ -227,6 +229,7 @@ class TranscriptionService:
                     processing_s=record.processing_s)
         work.first_started_at, work.done_floor_s = record.started_at, record.audio_done_s
         work.batches, work.oom_retries = record.batches, record.oom_retries
+        resume_memory_view(work, record.memory)
         with self._lock:
             self.live[work.id] = work
         try:
@@ -259,7 +262,8 @@ class TranscriptionService:
         with self.cond:
             done_s = work.audio_done_s(finishing=frozenset(f.index for f in finished))
             fields = {"state": "running", "audio_done_s": done_s, "processing_s": work.elapsed_s(),
-                      "peak_memory_bytes": peak_rss_bytes(), "batches": work.batches + 1}  # + this batch
+                      "peak_memory_bytes": peak_rss_bytes(), "batches": work.batches + 1,  # + this batch
+                      "memory": job_memory_view(work)}
             if work.first_started_at is None:
                 work.first_started_at = fields["started_at"] = work.started_at
         try:
@@ -286,6 +290,8 @@ class TranscriptionService:
                       segments_total=len(work.finished), language=transcript and transcript.language,
                       batches=work.batches, oom_retries=work.oom_retries,
                       error=error and error.message, error_status=error and error.status)
+        with self.cond:
+            fields["memory"] = job_memory_view(work)  # the row keeps the budget's figures (job_view.py)
         if transcript is not None and work.diarizer is not None:  # the result keeps its speakers after a restart
             fields["speaker_turns"] = turns_to_json(work.diarizer.speaker_timeline().turns)
         try:
@@ -332,17 +338,6 @@ class TranscriptionService:
             label(transcript, words_of(work.finished.values()), work.diarizer.speaker_timeline().turns)
         return transcript
 
-    def _memory_view(self, work: Work) -> dict | None:
-        """The budget as a live work sees it (under the lock): the user's, the working budget the
-        last batch of its model was planned with, the least one of its own batches had, the shrinks
-        since its first batch, and its decoded audio held and reserved."""
-        planner = work.engine.transcriber.memory if work.engine is not None else None
-        if planner is None:
-            return None
-        return {"budget_bytes": planner.total_budget_bytes, "working_budget_bytes": planner.trace.planned,
-                "lowest_working_budget_bytes": work.lowest_batch_memory_bytes, "budget_shrinks": work.budget_shrinks,
-                "decoded_audio_bytes": audio_held_bytes(work), "reserved_audio_bytes": work.reserve_bytes}
-
     def stored_transcript(self, record: JobRecord) -> Transcript:
         return stored_transcript(self.store, record, self.model_name)
 
@@ -357,7 +352,7 @@ class TranscriptionService:
                     speed=work.speed(), peak_memory_bytes=work.peak_memory_bytes or None,
                     error=work.error and work.error.message, error_status=work.error and work.error.status,
                     wall_s=work.elapsed_s(), batches=work.batches, oom_retries=work.oom_retries,
-                    memory=self._memory_view(work),
+                    memory=job_memory_view(work),
                 ).view()
         record = self.store.get(job_id)
         return None if record is None else record_view(record, self.store.count_segments(job_id))

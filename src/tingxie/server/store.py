@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from tingxie.segments import SegmentResult, TokenLogprob, piece_from_json, piece_to_json
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_status INTEGER,
     batches INTEGER NOT NULL DEFAULT 0,
     oom_retries INTEGER NOT NULL DEFAULT 0,
-    speaker_turns TEXT
+    speaker_turns TEXT,
+    memory TEXT
 );
 CREATE TABLE IF NOT EXISTS segments (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -53,10 +54,12 @@ _MIGRATIONS = {  # from version n to n + 1
     1: "ALTER TABLE jobs ADD COLUMN batches INTEGER NOT NULL DEFAULT 0;"
        "ALTER TABLE jobs ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0;",
     2: "ALTER TABLE jobs ADD COLUMN speaker_turns TEXT;",  # a diarized job's turns (server/speakers.py)
+    3: "ALTER TABLE jobs ADD COLUMN memory TEXT;",  # the memory block of its status (older rows: NULL)
 }
 _COLUMNS = ("id", "state", "options", "upload_path", "audio_total_s", "audio_done_s", "segments_total",
             "created_at", "started_at", "finished_at", "processing_s", "peak_memory_bytes", "language",
-            "error", "error_status", "batches", "oom_retries", "speaker_turns")
+            "error", "error_status", "batches", "oom_retries", "speaker_turns", "memory")
+_JSON_COLUMNS = ("speaker_turns", "memory")
 
 
 @dataclass
@@ -79,6 +82,9 @@ class JobRecord:
     batches: int = 0
     oom_retries: int = 0
     speaker_turns: list | None = None  # [start, end, speaker number] of a diarized job, once it succeeded
+    # the memory budget as the job saw it (the `memory` block of its status), as of its last
+    # batch and its end; None for a job without a budget, or stored before schema 4
+    memory: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -119,16 +125,14 @@ class JobStore:
                 (job_id, "queued", json.dumps(options), upload_path, audio_total_s, created_at))
 
     def update(self, job_id: str, **fields: Any) -> None:
-        _check_fields(fields)
-        if fields.get("speaker_turns") is not None:
-            fields["speaker_turns"] = json.dumps(fields["speaker_turns"])
+        fields = _encoded(fields)
         names = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*fields.values(), job_id))
 
     def record(self, job_id: str, finished: Iterable[FinishedSegment], **fields: Any) -> None:
         """Finished segments and the progress of a job still active, in one transaction."""
-        _check_fields(fields)
+        fields = _encoded(fields)
         rows = [(job_id, f.index, f.start, f.end, json.dumps(_result_to_json(f.result), ensure_ascii=False))
                 for f in finished]
         names = ", ".join(f"{name} = ?" for name in fields)
@@ -206,10 +210,18 @@ def _check_fields(fields: dict[str, Any]) -> None:
         raise ValueError(f"unknown job fields {sorted(unknown)}")
 
 
+def _encoded(fields: dict[str, Any]) -> dict[str, Any]:
+    """Known columns only; the JSON ones as their text (None stays NULL)."""
+    _check_fields(fields)
+    return {name: json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
+            for name, value in fields.items()}
+
+
 def _record(row: tuple) -> JobRecord:
     values = dict(zip(_COLUMNS, row))
     values["options"] = json.loads(values["options"])
-    values["speaker_turns"] = json.loads(values["speaker_turns"]) if values["speaker_turns"] else None
+    for name in _JSON_COLUMNS:
+        values[name] = json.loads(values[name]) if values[name] else None
     return JobRecord(**values)
 
 

@@ -88,9 +88,10 @@ class Work:
     # admission, and the samples of its segments in a running batch
     reserve_bytes: int = 0
     in_flight_audio_bytes: int = 0
-    # the adaptive budget while it ran: shrinks begun since its first batch, the least memory
-    # one of its batches was planned with
+    # the adaptive budget while it ran: shrinks begun since its first batch (and in its earlier
+    # runs, for a resumed job), the least memory one of its batches was planned with
     shrinks_before: int | None = None
+    earlier_shrinks: int = 0
     budget_shrinks: int = 0
     lowest_batch_memory_bytes: int | None = None
     error: ApiError | None = None
