@@ -16,7 +16,8 @@ round. Both sides get the same speech segments: Silero's spans of the input (--s
 --audio, --repeat times), found at load; FunASR's VAD model is replaced by a stand-in returning
 them, so AutoModel.generate runs its own inference_with_vad on them (one segment at a time on a
 CPU, batch_size_s groups on a GPU), and tingxie runs them through Transcriber.transcribe_segments.
-Neither side punctuates. Speed is audio seconds per second of transcription (loading excluded).
+Neither side punctuates. Speed is audio seconds per second of transcription (loading excluded);
+CPU is the transcription's CPU seconds, every thread's (spin and barrier waits included).
 
 Systems: `funasr` (batch_size_s 300, its default) or `funasr-N` (batch_size_s N); `tingxie-P`
 with P one of fp32, fp16, bf16, int8, then optionally `-torch` (the encoder and decoder in torch
@@ -174,8 +175,9 @@ def run_rounds(args) -> list[dict]:
                 budget = int(BUDGET_SHARE[args.device] * peak_bytes(args, row[first_funasr]))
             row[system] = record = run_once(case(args, system, budget), timeout_s=args.timeout, env=env)
             record.extra["budget_bytes"] = budget or record.extra.get("budget_bytes")
-            print(f"round {number} {system}: {record.audio_s / record.wall_s:.1f}x real time, peak "
-                  f"{peak_bytes(args, record) / GiB:.2f} GiB, load {record.load_s:.1f} s", file=sys.stderr, flush=True)
+            print(f"round {number} {system}: {record.audio_s / record.wall_s:.1f}x real time, CPU "
+                  f"{record.run_cpu_s:.1f} s, peak {peak_bytes(args, record) / GiB:.2f} GiB, load {record.load_s:.1f} s, "
+                  f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
         rounds.append(row)
     return rounds
 
@@ -202,12 +204,15 @@ def summarise(args, rounds: list[dict], errors: dict | None) -> dict:
     for system in args.systems:
         runs = [row[system] for row in rounds]
         entry = {"speed_x": statistics.median(r.audio_s / r.wall_s for r in runs),
+                 "cpu_s": statistics.median(r.run_cpu_s for r in runs),
                  "peak_gib": statistics.median(peak_bytes(args, r) / GiB for r in runs),
                  "load_s": statistics.median(r.load_s for r in runs),
                  "batches": runs[-1].extra.get("batches"), "oom_retries": runs[-1].extra.get("oom_retries"),
                  "budget_gib": (runs[-1].extra.get("budget_bytes") or 0) / GiB}
         if reference and system != reference:
             entry["speed_vs_funasr"] = statistics.median(row[reference].wall_s / row[system].wall_s for row in rounds)
+            entry["cpu_vs_funasr"] = statistics.median(row[system].run_cpu_s / row[reference].run_cpu_s
+                                                       for row in rounds)
             entry["peak_vs_funasr"] = statistics.median(peak_bytes(args, row[system]) / peak_bytes(args, row[reference])
                                                         for row in rounds)
             entry["agreement_with_funasr"] = agreement(rounds[-1][reference].text, runs[-1].text)
@@ -216,7 +221,8 @@ def summarise(args, rounds: list[dict], errors: dict | None) -> dict:
             + (f" x {args.repeat}" if args.repeat > 1 else ""), "audio_s": rounds[0][args.systems[0]].audio_s,
             "device": args.device, "reference": reference, "runs": len(rounds), "summary": summary,
             "machine": {"cpu": cpu_model(), "usable_cpus": usable_cpus()}, "threads": args.threads or None,
-            "max_batch_size": args.max_batch_size, "load_average": os.getloadavg(), "encoder_relative_error": errors,
+            "max_batch_size": args.max_batch_size, "load_average_start": args.load_average_start,
+            "load_average": os.getloadavg(), "encoder_relative_error": errors,
             "command": "bench/bench_paraformer.py " + " ".join(sys.argv[1:])}
 
 
@@ -225,14 +231,15 @@ def markdown(report: dict) -> str:
     against = report["reference"] or "-"
     lines = [f"Audio: {report['audio']}, {report['audio_s']:.0f} s; {report['device']}; median of {report['runs']} "
              f"runs; {report['machine']['cpu']}, {report['machine']['usable_cpus']} usable CPUs, threads "
-             f"{report['threads'] or report['machine']['usable_cpus']}; load average at the end "
-             f"{report['load_average'][0]:.1f}.", "",
-             f"| system | speed (x real time) | vs {against} | {memory} | vs {against} | budget (GiB) | load (s) | "
-             f"batches | 1 - CER against {against} |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"{report['threads'] or report['machine']['usable_cpus']}; load average at the start "
+             f"{report['load_average_start'][0]:.1f}, at the end {report['load_average'][0]:.1f}.", "",
+             f"| system | speed (x real time) | vs {against} | CPU (s) | vs {against} | {memory} | vs {against} | "
+             f"budget (GiB) | load (s) | batches | 1 - CER against {against} |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for system, e in report["summary"].items():
         lines.append(
-            f"| {system} | {e['speed_x']:.1f} | {e.get('speed_vs_funasr', 1.0):.2f}x | {e['peak_gib']:.2f} | "
+            f"| {system} | {e['speed_x']:.1f} | {e.get('speed_vs_funasr', 1.0):.2f}x | {e['cpu_s']:.1f} | "
+            f"{e.get('cpu_vs_funasr', 1.0):.2f}x | {e['peak_gib']:.2f} | "
             f"{e.get('peak_vs_funasr', 1.0):.2f}x | {e['budget_gib']:.2f} | {e['load_s']:.1f} | {e['batches'] or '-'} | "
             + (f"{100 * e['agreement_with_funasr']:.1f} %" if "agreement_with_funasr" in e else "-") + " |")
     errors = report.get("encoder_relative_error")
@@ -283,6 +290,7 @@ def main(argv=None) -> int:
         prepare_now(args)
         return 0
     prepare(args)
+    args.load_average_start = os.getloadavg()
     rounds = run_rounds(args)
     errors = None if args.no_errors or args.device != "cpu" else encoder_errors(args)
     report = summarise(args, rounds, errors)

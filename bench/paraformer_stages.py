@@ -7,7 +7,9 @@ and the memory profile cache: run that benchmark once first); the segments are S
 One process: the backend is loaded, the cached memory profile read, and the recording's segments
 run through Transcriber.transcribe_segments with timers around the backend's stages. Stages run
 in worker threads (items side by side) add their threads' time, so they can sum past the wall
-time; the wall times are `recognise`, `encode_items` and the total.
+time; the wall times are `recognise`, `encode_items` and the total. CPU seconds are the whole
+process's (every thread's, ONNX Runtime's and torch's workers' too) during each stage: stages
+run side by side count each other's CPU too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--engine", default="auto", choices=("auto", "onnx", "torch"))
     p.add_argument("--memory-budget", default=None)
     p.add_argument("--max-batch-size", type=int, default=None)
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the usable CPUs)")
     return p.parse_args(argv)
 
 
@@ -52,22 +55,24 @@ def main(argv=None) -> int:
         sys.exit(f"no {model_dir}: run bench/bench_paraformer.py once first (it builds the model)")
     audio = decode_audio(str(args.audio))
     segments = segments_from_spans(audio, speech_spans_ms(audio))
-    options = tingxie_options(model_dir, args.compute_type, args.engine, max_batch_size=args.max_batch_size,
-                              memory_budget=args.memory_budget)
+    options = tingxie_options(model_dir, args.compute_type, args.engine, threads=args.threads,
+                              max_batch_size=args.max_batch_size, memory_budget=args.memory_budget)
     backend = ParaformerBackend(model_dir, "paraformer-large-random", options.model, DecodeOptions())
     loaded_bytes = current_rss_bytes()
 
     seconds: collections.Counter = collections.Counter()
+    cpu_seconds: collections.Counter = collections.Counter()
 
     def timed(owner, name: str, label: str) -> None:
         method = getattr(owner, name)
 
         def wrapper(*a, **k):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             try:
                 return method(*a, **k)
             finally:
                 seconds[label] += time.perf_counter() - started
+                cpu_seconds[label] += time.process_time() - cpu_started
 
         setattr(owner, name, wrapper)
 
@@ -82,15 +87,16 @@ def main(argv=None) -> int:
         timed(backend.onnx, "decoder", "decoder (ONNX Runtime)")
     memory = MemoryPlanner.profiled(backend, options)
     seconds.clear()
+    cpu_seconds.clear()
     transcriber = Transcriber(options, backend=backend, memory=memory)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     transcript = transcriber.transcribe_segments(segments, total_s=len(audio) / 16000)
-    total = time.perf_counter() - started
-    print(f"{args.compute_type}, engine {backend.engine}: {total:.1f} s = {len(audio) / 16000 / total:.1f}x real time, "
-          f"{transcript.stats.batches} batches; RSS after load {loaded_bytes / 2**30:.2f} GiB, "
-          f"peak {peak_rss_bytes() / 2**30:.2f} GiB")
+    total, cpu_total = time.perf_counter() - started, time.process_time() - cpu_started
+    print(f"{args.compute_type}, engine {backend.engine}, {backend.threads} threads: {total:.1f} s = "
+          f"{len(audio) / 16000 / total:.1f}x real time, CPU {cpu_total:.1f} s, {transcript.stats.batches} batches; "
+          f"RSS after load {loaded_bytes / 2**30:.2f} GiB, peak {peak_rss_bytes() / 2**30:.2f} GiB")
     for label, value in seconds.most_common():
-        print(f"  {label}: {value:.1f} s")
+        print(f"  {label}: {value:.2f} s, CPU {cpu_seconds[label]:.2f} s")
     return 0
 
 

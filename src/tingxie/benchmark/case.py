@@ -55,8 +55,9 @@ def main(argv: list[str]) -> int:
     try:
         run = load(spec)
         gpu = _GpuPeak() if spec.device == "cuda" else None
-        loaded = time.perf_counter()
+        loaded, cpu_loaded = time.perf_counter(), time.process_time()
         output = CaseOutput("", 0.0) if prepare else run()
+        run_cpu_s = time.process_time() - cpu_loaded
         if gpu is not None:
             output.extra.update(gpu.read())
     except TingxieError as error:  # the user's to act on (a budget too small, no such model): one line
@@ -68,6 +69,8 @@ def main(argv: list[str]) -> int:
     record = dataclasses.asdict(output) | {
         "load_s": loaded - started,
         "wall_s": finished - loaded,
+        # every thread's CPU seconds in the transcription (spinning and barrier waits count too)
+        "run_cpu_s": run_cpu_s,
         "self_hwm_bytes": _vm_hwm_bytes(),
     }
     with open(argv[1], "w", encoding="utf-8") as out:

@@ -54,6 +54,7 @@ class RunRecord:
     # user + system CPU seconds of the whole child (wait4's rusage, its own waited-for children
     # in it): steadier than process_s on a shared machine, where waiting for a core is not work
     cpu_s: float | None = None
+    run_cpu_s: float | None = None  # the transcription's CPU seconds, read by the child (no load)
 
 
 @dataclass
@@ -151,6 +152,7 @@ def run_once(
         text=data["text"],
         extra=data.get("extra", {}),
         cpu_s=usage.ru_utime + usage.ru_stime,
+        run_cpu_s=data.get("run_cpu_s"),
     )
 
 
