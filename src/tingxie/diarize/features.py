@@ -87,7 +87,10 @@ def mel_spectrogram(samples: np.ndarray) -> np.ndarray:
     for first in range(0, count, MEL_BLOCK_FRAMES):
         spectrum = np.fft.rfft(frames[first:first + MEL_BLOCK_FRAMES] * _window(), axis=1)  # complex64 (NumPy 2)
         power = np.square(spectrum.real, dtype=np.float32) + np.square(spectrum.imag, dtype=np.float32)
-        out[first:first + MEL_BLOCK_FRAMES] = power @ mel_filters().T
+        # numpy's einsum loop, not `@`: OpenBLAS would add in an order that depends on the
+        # threads free at the moment (backends/whisper/features.py), and a window's voice
+        # should not depend on what else the process is doing
+        np.einsum("tf,mf->tm", power, mel_filters(), out=out[first:first + MEL_BLOCK_FRAMES])
     return out
 
 

@@ -23,7 +23,6 @@ from typing import Sequence
 import ctranslate2
 import numpy as np
 import tokenizers
-from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -35,6 +34,7 @@ from tingxie.segments import AudioSegment, SegmentResult, TextSegment
 from tingxie.planner.shapes import InputShape, ShapeRule
 from tingxie.engine.packing import remainder, resume_point
 from tingxie.backends.base import Backend, is_out_of_memory, out_of_memory
+from tingxie.backends.whisper.features import LogMel
 from tingxie.backends.whisper.decoding import decode_windows
 from tingxie.backends.whisper.guards import UNREAD_SPEECH_S, reads_slowly, stopped_early
 from tingxie.backends.whisper.logprobs import TokenBytes, token_logprobs
@@ -43,6 +43,7 @@ from tingxie.backends.whisper.timing import TimedWord, align, align_words, close
 WINDOW_S = 30.0
 WINDOW_SAMPLES = int(WINDOW_S * SAMPLE_RATE)
 MAX_DECODE_LENGTH = 448  # Whisper's text context
+SAMPLING_SEED = 0  # of the decoder's sampling at temperatures above 0
 MAX_CPU_REPLICAS = 4  # each replica holds its own weights and a window's activations; more threads go into each
 
 
@@ -83,6 +84,12 @@ class WhisperBackend(Backend):
         self.compute_type = resolve_compute_type(model.compute_type, self.device)
         self.threads = model.threads or usable_cpus()
         self.replicas, per_replica = cpu_replicas(self.threads, model.replicas) if self.device == "cpu" else (1, self.threads)
+        # Temperature fallback samples (decoding.py). CTranslate2 seeds each of its worker
+        # threads' generators, on first use, from one process-wide seed that is random unless
+        # set: the same noisy file then gave other text in every process. Seeded, a run with
+        # one replica is reproducible; with several, which replica samples a window (and so
+        # where in its sequence) is up to CTranslate2's queue.
+        ctranslate2.set_random_seed(SAMPLING_SEED)
         self._model = ctranslate2.models.Whisper(
             str(model_dir), device=self.device, compute_type=self.compute_type,
             intra_threads=per_replica, inter_threads=self.replicas,
@@ -96,7 +103,7 @@ class WhisperBackend(Backend):
             raise OptionError(f"--language {decode.language}: model {name} is English-only")
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._token_bytes = TokenBytes(self._hf_tokenizer)
-        self._features = FeatureExtractor(feature_size=self._model.n_mels)
+        self._features = LogMel(self._model.n_mels)
         base = self._tokenizer(decode.language or "en")
         self._suppress = get_suppressed_tokens(base, [-1])
 
@@ -121,7 +128,7 @@ class WhisperBackend(Backend):
         # faster-whisper feeds CTranslate2's converted models; padding the audio instead
         # measurably hurt short Mandarin clips with the embedded base model.
         frames = self._features(samples[:WINDOW_SAMPLES])[:, :-1]
-        window = np.zeros((frames.shape[0], self._features.nb_max_frames), dtype=np.float32)
+        window = np.zeros((frames.shape[0], self._features.max_frames), dtype=np.float32)
         used = min(frames.shape[1], window.shape[1])
         window[:, :used] = frames[:, :used]
         return window
@@ -213,7 +220,7 @@ class WhisperBackend(Backend):
         """Each item's align result (None for an empty text): one align call per language in
         the batch, as its start sequence names the language."""
         out: list = [None] * len(batch)
-        frames = [min(len(item.samples) // 160, self._features.nb_max_frames) for item in batch]
+        frames = [min(len(item.samples) // 160, self._features.max_frames) for item in batch]
         for language in dict.fromkeys(tok.language_code for tok in tokenizers_):
             chosen = [i for i, tok in enumerate(tokenizers_) if tok.language_code == language]
             tokenizer = tokenizers_[chosen[0]]
