@@ -118,18 +118,14 @@ class MemoryAccount:
         planner = self._planner()
         return decoded_audio_bound(shape, queued_per_work, total_s) if planner and _on_host(planner) else 0
 
-    def room_for(self, reserve_bytes: int) -> tuple[bool, MemoryFigures | None]:
-        """Whether a new work reserving this much fits beside everything admitted."""
-        return self.room_for_model(reserve_bytes)
-
-    def room_for_model(self, weights_bytes: int, batch_floor: int = 0) -> tuple[bool, MemoryFigures | None]:
-        """Whether a model fits beside everything admitted: before its load its weights (its
-        expected size), once loaded (resident now) the least batch it needs (batch_floor)."""
+    def room_for(self, extra_bytes: int, batch_floor: int = 0) -> tuple[bool, MemoryFigures | None]:
+        """Whether extra_bytes more fit beside everything admitted: a new work's reservation, or
+        a model's weights before its load (their expected size). batch_floor: a model just
+        loaded (resident now) needs room for its own least batch where that is the larger."""
         figures = self.figures()
         if figures is None:
             return True, None
-        batch = max(figures.batch, batch_floor)
-        return figures.models + batch + figures.reserved + weights_bytes <= figures.budget, figures
+        return figures.committed + max(0, batch_floor - figures.batch) + extra_bytes <= figures.budget, figures
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         """Until predicate() holds (checked each time a work moves or ends) or the time is up."""

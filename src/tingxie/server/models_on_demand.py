@@ -159,7 +159,7 @@ class ModelPool:
     def _load_engine(self, name: str) -> Engine:
         weights = self.weights_of(name)
         if self.memory is not None:  # room for the weights first: loading never takes admitted work's memory
-            self._free_up(name, lambda: self.account.room_for_model(weights)[0],
+            self._free_up(name, lambda: self.account.room_for(weights)[0],
                           lambda: f"its weights are {format_bytes(weights)} and {self._account_now()}")
         started = time.perf_counter()
         transcriber = self._loaded(name)
@@ -182,7 +182,7 @@ class ModelPool:
                 self._free_up(name, lambda: planner.fits_smallest_batch(shape) and all(
                                   engine.transcriber.memory.fits_smallest_batch(engine.transcriber.backend.shape)
                                   for engine in self.engines.values() if engine.transcriber.memory is not None)
-                              and self.account.room_for_model(0, floor)[0],
+                              and self.account.room_for(0, floor)[0],
                               lambda: f"loaded, {format_bytes(planner.probe.current_bytes())} is resident and one "
                                       f"{shape.max_item_s:.0f} s window needs {format_bytes(floor)} more; "
                                       f"{self._account_now()}")
