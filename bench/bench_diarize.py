@@ -200,13 +200,12 @@ def threshold_table(cases, model: str, thresholds: list[float]) -> None:
     from tingxie.diarize.clustering import SpeakerCount, cluster, first_appearance
     from tingxie.diarize.stage import load_encoder
     from tingxie.diarize.timeline import chunks, smooth, turns as speaker_turns
-    from tingxie.diarize.windows import WindowEmbedder
     from tingxie.engine.streaming import StreamState
 
     print("| case | true | " + " | ".join(f"{value:.2f}" for value in thresholds) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in thresholds) + " |")
     for name, path, reference in cases:
-        embedder = WindowEmbedder(load_encoder())
+        embedder = load_encoder().new_embedder()
         for segment in _transcriber(model).segments(decode_chunks(str(path)), StreamState()):
             embedder.add(segment)
         windows = embedder.finish()

@@ -39,7 +39,7 @@ def test_the_speaker_stage_s_scratch_comes_out_of_what_batches_may_use():
     backend = FakeBackend(shape=WINDOW)
     on = planning._beside_batches(backend, TranscribeOptions(diarize=DiarizeOptions(enabled=True)))
     assert planning._beside_batches(backend, TranscribeOptions()) == 0
-    assert on == working_bytes(30.0) > load_encoder().scratch_bytes(64)  # mel scratch of a 30 s stretch too
+    assert on == working_bytes(30.0) > load_encoder().encoder.scratch_bytes(64)  # mel scratch of a 30 s stretch too
     model = MemoryModel(fixed=0.0, per_item_s=1.0 * MiB, per_item_s2=0.0)
     plain = MemoryPlanner(model, FixedProbe(), 1024 * MiB, shape=WINDOW)
     diarized = MemoryPlanner(model, FixedProbe(), 1024 * MiB, shape=WINDOW, beside_batches=on)
@@ -66,7 +66,7 @@ def test_the_encoder_is_loaded_before_the_budget_is_planned(monkeypatch):
 
 def test_what_the_stage_keeps_is_vectors_and_its_scratch_is_bounded():
     rng = np.random.default_rng(0)
-    encoder = load_encoder()
+    encoder = load_encoder().encoder
     embedder = WindowEmbedder(encoder)
     seconds = 30
     warm = WindowEmbedder(encoder)  # first-call imports and caches (threadpoolctl, mel filters) are not the stage's keep

@@ -8,22 +8,32 @@ end over the vectors alone.
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence
 
 from tingxie.diarize.assign import label_segments, label_words
-from tingxie.diarize.campplus import CamPlusEncoder
 from tingxie.diarize.clustering import DEFAULT_THRESHOLD, SpeakerCount, cluster, first_appearance
 from tingxie.diarize.encoder import SpeakerEncoder
 from tingxie.diarize.timeline import Timeline, chunks, smooth, turns
-from tingxie.diarize.windows import SpeakerWindows, WindowEmbedder
-from tingxie.diarize.windows import working_bytes as windows_working_bytes
+from tingxie.diarize.windows import EmbeddedVoices, PendingWindows, SpeakerWindows
 from tingxie.options import DiarizeOptions
 from tingxie.segments import AudioSegment, TextSegment, Transcript
 
 
 EMBEDDED = "resemblyzer"  # --spk-model's default: the encoder the resemblyzer wheel ships, run in NumPy
 
-VoiceEncoder = SpeakerEncoder | CamPlusEncoder
+
+class VoiceEncoder(Protocol):
+    """What diarization needs of a voice encoder (windows.EmbeddedVoices, campplus.CamPlusEncoder)."""
+
+    same_voice: float  # the clustering's merge threshold for its vectors (cosine similarity)
+
+    def new_embedder(self) -> PendingWindows:
+        """An input's windows and their vectors, as its segments stream by."""
+        ...
+
+    def working_bytes(self, longest_stretch_s: float) -> int:
+        """What the embedder holds beside the recogniser's batches (features and scratch)."""
+        ...
 
 
 @functools.cache
@@ -31,8 +41,8 @@ def load_encoder(speaker_model: str = EMBEDDED) -> VoiceEncoder:
     """The speaker encoder, read once per process: the embedded one (about 6 MB of weights), or
     FunASR's CAM++ (`cam++`, a ModelScope id or a model directory; the funasr extra)."""
     if speaker_model == EMBEDDED:
-        return SpeakerEncoder()
-    from tingxie.diarize.campplus import model_dir
+        return EmbeddedVoices(SpeakerEncoder())
+    from tingxie.diarize.campplus import CamPlusEncoder, model_dir
 
     return CamPlusEncoder(model_dir(speaker_model))
 
@@ -40,19 +50,7 @@ def load_encoder(speaker_model: str = EMBEDDED) -> VoiceEncoder:
 def working_bytes(longest_segment_s: float, speaker_model: str = EMBEDDED) -> int:
     """What the stage holds beside the recogniser's batches while they run (the loaded encoder's
     weights are resident, counted by the probe): the embedder's features and encoder scratch."""
-    encoder = load_encoder(speaker_model)
-    if isinstance(encoder, CamPlusEncoder):
-        return encoder.working_bytes(longest_segment_s)
-    return windows_working_bytes(encoder, longest_segment_s)
-
-
-def _embedder(encoder: VoiceEncoder):
-    """The encoder's own way of cutting segments into windows and embedding them."""
-    return encoder.new_embedder() if isinstance(encoder, CamPlusEncoder) else WindowEmbedder(encoder)
-
-
-def _same_voice(encoder: VoiceEncoder) -> float:
-    return encoder.same_voice if isinstance(encoder, CamPlusEncoder) else DEFAULT_THRESHOLD
+    return load_encoder(speaker_model).working_bytes(longest_segment_s)
 
 
 def speaker_count(options: DiarizeOptions) -> SpeakerCount:
@@ -64,8 +62,8 @@ class Diarizer:
 
     def __init__(self, encoder: VoiceEncoder, options: DiarizeOptions = DiarizeOptions(enabled=True)):
         self.count = speaker_count(options)
-        self._embedder = _embedder(encoder)
-        self._threshold = _same_voice(encoder)
+        self._embedder = encoder.new_embedder()
+        self._threshold = encoder.same_voice
         self.timeline: Timeline | None = None
 
     def observe(self, segments: Iterable[AudioSegment]) -> Iterator[AudioSegment]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tingxie import SAMPLE_RATE
+from tingxie.diarize.clustering import DEFAULT_THRESHOLD
 from tingxie.diarize.encoder import EMBEDDING_SIZE, WINDOW_FRAMES, SpeakerEncoder
 from tingxie.diarize.features import HOP, N_MELS, level_gain, mel_spectrogram
 from tingxie.diarize.features import scratch_bytes as mel_scratch_bytes
@@ -95,6 +96,10 @@ class PendingWindows:
         if len(self._pending) >= self._batch:
             self._flush()
 
+    def add(self, segment: AudioSegment) -> None:
+        """Cut a segment's speech into windows and queue them (each encoder cuts its own way)."""
+        raise NotImplementedError
+
     def finish(self) -> SpeakerWindows:
         self._flush()
         return self.windows
@@ -143,3 +148,19 @@ def _embed_one_thread(encoder: SpeakerEncoder, mels: np.ndarray) -> np.ndarray:
 
     with threadpool_limits(limits=1, user_api="blas"):
         return encoder.embed(mels)
+
+
+class EmbeddedVoices:
+    """The embedded encoder as diarization sees a voice encoder (campplus.CamPlusEncoder is the
+    other): its clustering threshold, its windows, its working memory."""
+
+    same_voice = DEFAULT_THRESHOLD
+
+    def __init__(self, encoder: SpeakerEncoder):
+        self.encoder = encoder
+
+    def new_embedder(self) -> WindowEmbedder:
+        return WindowEmbedder(self.encoder)
+
+    def working_bytes(self, longest_stretch_s: float) -> int:
+        return working_bytes(self.encoder, longest_stretch_s)
